@@ -1,0 +1,109 @@
+"""The one ``flowtui`` entry point.
+
+Sub-commands are registered here; each imports what it needs only when it runs,
+so ``flowtui --help`` stays fast and the UI is imported only on the TUI path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from flowtui import __version__
+from flowtui.core.errors import UserError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _lab_parser(sub: argparse._SubParsersAction) -> None:
+    lab = sub.add_parser(
+        "lab",
+        help="run a local mail lab on loopback (real Postfix+Dovecot, or --embedded)",
+        description="A chain of mail hops on 127.0.0.1 ending in an IMAP mailbox, "
+        "for demos and tests. Everything lives under --dir.",
+    )
+    lsub = lab.add_subparsers(dest="lab_cmd", metavar="ACTION", required=True)
+
+    def add(name: str, help_: str, hop: bool = False) -> argparse.ArgumentParser:
+        p = lsub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--dir", required=True, metavar="DIR", help="the lab's directory")
+        if hop:
+            p.add_argument("hop", type=int, metavar="HOP", help="hop number, 1 = the submission hop")
+        return p
+
+    up = add("up", "start a lab and write DIR/lab.toml")
+    up.add_argument("--hops", type=int, default=2, metavar="N", help="relay hops (>= 2, default 2)")
+    up.add_argument(
+        "--embedded",
+        action="store_true",
+        help="pure-Python servers (aiosmtpd + pymap): no system packages, no root",
+    )
+    add("down", "stop everything the lab started")
+    add("status", "say what runs")
+    add("hold", "hold mail at a hop until release", hop=True)
+    add("release", "let held mail at a hop flow on", hop=True)
+    add("stop", "stop a hop: it refuses connections", hop=True)
+    add("start", "start a stopped hop again", hop=True)
+
+
+def _run_lab(args: argparse.Namespace) -> int:
+    from flowtui.lab import control
+
+    return control.main(args)
+
+
+def _demo_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="start the embedded demo lab and monitor it live",
+        description="Starts the embedded mail lab (no system packages needed) in a "
+        "temporary directory and monitors its route. Ctrl-C stops both.",
+    )
+    p.add_argument("--dir", metavar="DIR", help="keep the lab here instead of a temporary directory")
+    p.add_argument("--hops", type=int, default=2, metavar="N", help="relay hops (default 2)")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from flowtui import demo
+
+    return demo.main(args)
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Handler]] = {
+    "lab": (_lab_parser, _run_lab),
+    "demo": (_demo_parser, _run_demo),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flowtui",
+        description="Continuous email-flow monitor: sends probe mails along routes, "
+        "watches them arrive, shows every hop live.",
+    )
+    parser.add_argument("--version", action="version", version=f"flowtui {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add_parser, _ in COMMANDS.values():
+        add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    _, handler = COMMANDS[args.command]
+    try:
+        return handler(args)
+    except UserError as exc:
+        print(f"flowtui: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
