@@ -1,0 +1,1 @@
+"""Local mail labs on loopback: real Postfix+Dovecot, or embedded pure-Python servers."""

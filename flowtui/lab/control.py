@@ -1,0 +1,46 @@
+"""``flowtui lab ...``: dispatch to the real (Postfix) or the embedded lab."""
+
+from __future__ import annotations
+
+import argparse
+
+from flowtui.lab.common import LabState, describe
+
+
+def _kind(lab_dir: str):
+    state = LabState.load(lab_dir)
+    if state.kind == "embedded":
+        from flowtui.lab import embedded_control as impl
+    else:
+        from flowtui.lab import postfix as impl
+    return impl
+
+
+def main(args: argparse.Namespace) -> int:
+    cmd = args.lab_cmd
+    if cmd == "up":
+        if args.embedded:
+            from flowtui.lab import embedded_control as impl
+        else:
+            from flowtui.lab import postfix as impl
+        state = impl.up(args.dir, args.hops)
+        print(describe(state))
+        return 0
+    impl = _kind(args.dir)
+    if cmd == "down":
+        stopped = impl.down(args.dir)
+        print(f"lab down: stopped {', '.join(stopped)}" if stopped else "lab down: nothing was running")
+        return 0
+    if cmd == "status":
+        report = impl.status(args.dir)
+        for name, what in report.items():
+            print(f"{name:8} {what}")
+        return 0 if any(v.startswith("running") for v in report.values()) else 3
+    actions = {
+        "hold": impl.hold,
+        "release": impl.release,
+        "stop": impl.stop_hop,
+        "start": impl.start_hop,
+    }
+    print(actions[cmd](args.dir, args.hop))
+    return 0
