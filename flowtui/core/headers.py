@@ -1,0 +1,493 @@
+"""Pure parsing of trace and report headers: Received chains, TLS per hop,
+Authentication-Results (RFC 8601) and bounces (RFC 3464 DSNs and the common
+non-standard bodies).
+
+Nothing here raises on bad input: what cannot be read becomes None plus a
+warning.  No Textual, no Rich.
+"""
+
+from __future__ import annotations
+
+import email
+import email.message
+import email.parser
+import email.policy
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from flowtui.core.dates import parse_date
+from flowtui.core.model import AuthResults, Bounce, Hop, MethodResult, PathResult
+
+__all__ = [
+    "parse_date",
+    "parse_received",
+    "parse_received_chain",
+    "parse_authentication_results",
+    "parse_bounce",
+    "safe_text",
+]
+
+# --------------------------------------------------------------------------
+# tokens
+
+
+@dataclass(frozen=True, slots=True)
+class _Tok:
+    kind: str  # "word" | "comment" | "angle" | "literal" | "semi"
+    text: str  # for comments/angles/literals: the inside, without delimiters
+
+
+def _tokenize(text: str) -> list[_Tok]:
+    """Split unfolded header text into words, (comments), <angles>, [literals], ';'.
+
+    Comments nest; an unclosed comment runs to the end.  Quoted strings stay
+    inside words.
+    """
+    toks: list[_Tok] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c.isspace():
+            i += 1
+        elif c == "(":
+            depth, j = 1, i + 1
+            while j < n and depth:
+                if text[j] == "\\":
+                    j += 1
+                elif text[j] == "(":
+                    depth += 1
+                elif text[j] == ")":
+                    depth -= 1
+                j += 1
+            inner = text[i + 1 : j - 1] if depth == 0 else text[i + 1 :]
+            toks.append(_Tok("comment", inner))
+            i = j
+        elif c == "<":
+            j = text.find(">", i + 1)
+            if j < 0:
+                j = n
+            toks.append(_Tok("angle", text[i + 1 : j].strip()))
+            i = j + 1
+        elif c == "[":
+            j = text.find("]", i + 1)
+            if j < 0:
+                j = n
+            toks.append(_Tok("literal", text[i + 1 : j]))
+            i = j + 1
+        elif c == ";":
+            toks.append(_Tok("semi", ";"))
+            i += 1
+        elif c in ")>]":
+            i += 1  # stray closer: skip
+        else:
+            j = i
+            while j < n and not text[j].isspace() and text[j] not in "()<>[];":
+                if text[j] == '"':
+                    k = text.find('"', j + 1)
+                    j = n if k < 0 else k + 1
+                else:
+                    j += 1
+            toks.append(_Tok("word", text[i:j]))
+            i = j
+    return toks
+
+
+def _unfold(value: str) -> str:
+    return " ".join(str(value).split())
+
+
+# --------------------------------------------------------------------------
+# addresses
+
+_IP_CANDIDATE = re.compile(r"[0-9A-Fa-f:.%\[\]]+|IPv6:[0-9A-Fa-f:.%]+", re.IGNORECASE)
+
+
+def _clean_ip(text: str) -> str | None:
+    """An IPv4/IPv6 address from ``[IPv6:…]``, ``1.2.3.4:port``, ``fe80::1%11`` …"""
+    t = text.strip().strip("[]").strip()
+    if t[:5].lower() == "ipv6:":
+        t = t[5:]
+    t = t.strip("[]")
+    if "%" in t:
+        t = t.split("%", 1)[0]
+    for cand in (t, _strip_port(t)):
+        if not cand:
+            continue
+        try:
+            ipaddress.ip_address(cand)
+        except ValueError:
+            continue
+        return cand
+    return None
+
+
+def _strip_port(t: str) -> str:
+    # "1.2.3.4:46248" or "[1.2.3.4]:46248" (brackets already gone)
+    m = re.fullmatch(r"(\d{1,3}(?:\.\d{1,3}){3})[:.](\d{1,5})", t)
+    if m:
+        return m.group(1)
+    m = re.fullmatch(r"\[?([0-9A-Fa-f:.]+)\]?:(\d{1,5})", t)
+    return m.group(1) if m and ":" not in t.split("]")[0].rstrip(":0123456789") else ""
+
+
+def _is_ip(text: str) -> bool:
+    return _clean_ip(text) is not None
+
+
+_HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_\-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_\-]+)*\.?")
+
+
+# --------------------------------------------------------------------------
+# TLS
+
+_TLS_PROTOCOLS = {
+    "esmtps", "esmtpsa", "utf8smtps", "utf8smtpsa", "lmtps", "lmtpsa", "utf8lmtps",
+    "utf8lmtpsa", "smtps",
+}
+_PLAIN_PROTOCOLS = {
+    "smtp", "esmtp", "esmtpa", "lmtp", "utf8smtp", "utf8smtpa", "utf8lmtp", "utf8lmtpa",
+    "microsoft smtp server", "microsoft smtpsvc",
+}
+_TLS_MARKERS = re.compile(
+    r"""
+    \busing\s+(?:TLS|SSL)v?\d          # Postfix: (using TLSv1.3 with cipher ...)
+    | \bversion=(?:TLS|SSL)            # Exchange/Gmail: (version=TLS1_2, cipher=...)
+    | \(\s*TLS\s*\)                    # Exchange: with Microsoft SMTP Server (TLS)
+    | \bTLS\s*v?1[._]?\d?\s*[:)]       # Exim: (TLS1.2:ECDHE_...) / (TLS1.2)
+    | \btls\s+TLS_                     # Exim 4.94+: (TLS1.2) tls TLS_ECDHE_...
+    | \bover\s+TLS\b                   # Hotmail: over TLS secured channel
+    | /TLS\b                           # IronPort: ESMTP/TLS/AES128-SHA
+    | \bcipher=                        # cipher=...
+    | \bwith\s+cipher\b
+    | \bTLS\s+(?:connection|encrypted)\b
+    | \bSSL\s+v?3
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def _detect_tls(raw: str, protocol: str | None) -> bool | None:
+    if _TLS_MARKERS.search(raw):
+        return True
+    proto = (protocol or "").strip().lower()
+    first = proto.split("/")[0].split()[0] if proto else ""
+    if first in _TLS_PROTOCOLS:
+        return True
+    if proto in _PLAIN_PROTOCOLS or first in _PLAIN_PROTOCOLS:
+        return False
+    return None
+
+
+# --------------------------------------------------------------------------
+# one Received header
+
+_KEYWORDS = ("from", "by", "via", "with", "id", "for")
+_SKIP_IN_COMMENT = re.compile(
+    r"""
+    \b(?:helo|ehlo|lhlo)\s*[=\s]\s*(?:\[[^\]]*\]|\S+)
+    | \baccount\s+<?[^\s>]+>?
+    | \bauthenticated\s+(?:user|sender)\s*:?\s*\S*(?:\s+\S+@\S+)?
+    | \bport[=\s]\s*\d+
+    | \benvelope-(?:from|sender)\s*<?[^\s>]*>?
+    | \bmay\s+be\s+forged
+    | \bidentity=\S+
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+@dataclass
+class _Fields:
+    from_host: str | None = None
+    from_rdns: str | None = None
+    from_ip: str | None = None
+    by_host: str | None = None
+    with_protocol: str | None = None
+    id: str | None = None
+    for_addr: str | None = None
+    via: str | None = None
+    envelope_from: str | None = None
+
+
+def _split_date(toks: list[_Tok]) -> tuple[list[_Tok], list[_Tok]]:
+    """Clause tokens and date tokens: the date follows the last top-level ';'."""
+    last = max((i for i, t in enumerate(toks) if t.kind == "semi"), default=-1)
+    if last < 0:
+        return toks, []
+    return toks[:last], toks[last + 1 :]
+
+
+def _render(toks: Iterable[_Tok]) -> str:
+    out = []
+    for t in toks:
+        if t.kind == "comment":
+            out.append(f"({t.text})")
+        elif t.kind == "angle":
+            out.append(f"<{t.text}>")
+        elif t.kind == "literal":
+            out.append(f"[{t.text}]")
+        else:
+            out.append(t.text)
+    return " ".join(out)
+
+
+def _clauses(toks: list[_Tok]) -> dict[str, list[_Tok]]:
+    """Tokens after each keyword, up to the next keyword; each keyword once.
+
+    A keyword seen again (``for <a> from <b>``) is read as part of the clause
+    it sits in.  Tokens before the first keyword go under "".
+    """
+    out: dict[str, list[_Tok]] = {"": []}
+    current = ""
+    for t in toks:
+        if t.kind == "word" and t.text.lower() in _KEYWORDS and t.text.lower() not in out:
+            current = t.text.lower()
+            out[current] = []
+        elif t.kind == "word" and t.text.lower() == "envelope-from" and "envelope-from" not in out:
+            current = "envelope-from"
+            out[current] = []
+        else:
+            out[current].append(t)
+    return out
+
+
+def _read_from_comment(text: str) -> tuple[str | None, str | None]:
+    """(rdns, ip) from a TCP-info comment such as ``mail.example.com [192.0.2.1]``."""
+    inner = text
+    for _ in range(3):
+        inner = re.sub(r"\([^()]*\)", " ", inner)
+    inner = _SKIP_IN_COMMENT.sub(" ", inner)
+    rdns: str | None = None
+    ip: str | None = None
+    for tok in _tokenize(inner):
+        if tok.kind == "literal":
+            cand = _clean_ip(tok.text)
+            if cand and ip is None:
+                ip = cand
+            continue
+        if tok.kind != "word":
+            continue
+        word = tok.text.strip(",;")
+        cand = _clean_ip(word)
+        if cand:
+            if ip is None:
+                ip = cand
+            continue
+        if rdns is None and ip is None and _HOSTNAME.fullmatch(word) and any(
+            ch.isalpha() for ch in word
+        ):
+            rdns = word
+    if rdns is not None and rdns.lower() == "unknown":
+        rdns = None
+    return rdns, ip
+
+
+def _first_value(toks: list[_Tok]) -> str | None:
+    for t in toks:
+        if t.kind == "comment":
+            continue
+        if t.kind == "literal":
+            return f"[{t.text}]"
+        if t.kind in ("word", "angle"):
+            value = t.text.strip().rstrip(",")
+            return value or None
+        return None
+    return None
+
+
+def _words_until_comment(toks: list[_Tok]) -> str | None:
+    words: list[str] = []
+    for t in toks:
+        if t.kind != "word":
+            break
+        words.append(t.text)
+    return " ".join(words) or None
+
+
+def _envelope_from(toks: list[_Tok]) -> str | None:
+    for t in toks:
+        if t.kind == "comment":
+            m = re.match(r"\s*envelope-(?:from|sender)\s*:?\s*<?([^\s<>]*)>?", t.text, re.I)
+            if m:
+                return m.group(1)
+            nested = _envelope_from(_tokenize(t.text)) if "(" in t.text else None
+            if nested is not None:
+                return nested
+    return None
+
+
+def _read_fields(clause_toks: list[_Tok], date_toks: list[_Tok]) -> _Fields:
+    f = _Fields()
+    cl = _clauses(clause_toks)
+    if "from" in cl:
+        ftoks = cl["from"]
+        first = ftoks[0] if ftoks else None
+        rest = ftoks
+        if first is not None and first.kind in ("word", "literal"):
+            f.from_host = f"[{first.text}]" if first.kind == "literal" else first.text
+            rest = ftoks[1:]
+        helo_style = False
+        for t in rest:
+            if t.kind == "comment":
+                if re.search(r"\bhelo\s*=", t.text, re.I):
+                    helo_style = True
+                rdns, ip = _read_from_comment(t.text)
+                if f.from_rdns is None and rdns is not None and f.from_ip is None:
+                    f.from_rdns = rdns
+                if f.from_ip is None and ip is not None:
+                    f.from_ip = ip
+            elif t.kind == "literal" and f.from_ip is None:
+                # "from UnknownHost [192.0.2.1] by …": the MTA's own annotation
+                f.from_ip = _clean_ip(t.text)
+        if f.from_ip is None and f.from_host and helo_style:
+            # Exim: "from [192.0.2.1] (helo=…)": the name slot holds the peer address
+            f.from_ip = _clean_ip(f.from_host)
+    if "by" in cl:
+        f.by_host = _first_value(cl["by"])
+    if "with" in cl:
+        f.with_protocol = _words_until_comment(cl["with"])
+    if "id" in cl:
+        f.id = _first_value(cl["id"])
+    if "for" in cl:
+        f.for_addr = _first_value(cl["for"])
+    if "via" in cl:
+        f.via = _words_until_comment(cl["via"])
+    if "envelope-from" in cl:
+        f.envelope_from = _first_value(cl["envelope-from"])
+    if f.envelope_from is None:
+        f.envelope_from = _envelope_from(clause_toks + date_toks)
+    return f
+
+
+_LOOSE_DATE = re.compile(
+    r"(?:[A-Za-z]{3},?\s+)?\d{1,2}\s+[A-Za-z]{3}\s+\d{2,4}\s+\d{1,2}:\d{2}"
+    r"|\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}"
+)
+
+
+def parse_received(value: str) -> tuple[Hop, list[str]]:
+    """Parse one Received header value into a Hop (index 0, no delay) and warnings."""
+    try:
+        return _parse_received(value)
+    except Exception as exc:  # pragma: no cover - a last guard; keep the chain going
+        return Hop(index=0, raw=_unfold(value) if isinstance(value, str) else ""), [
+            f"unreadable Received header ({type(exc).__name__})"
+        ]
+
+
+def _parse_received(value: str) -> tuple[Hop, list[str]]:
+    raw = _unfold(value)
+    warnings: list[str] = []
+    toks = _tokenize(raw)
+    clause_toks, date_toks = _split_date(toks)
+    ts = None
+    if date_toks:
+        ts, w = parse_date(_render(date_toks))
+        if ts is None:
+            # the date may sit before the last ';' ("…; date; junk")
+            m = _LOOSE_DATE.search(raw)
+            if m:
+                ts, w2 = parse_date(raw[m.start() :])
+                w = w2 if ts is not None else w
+        if w:
+            warnings.append(w)
+    else:
+        m = _LOOSE_DATE.search(raw)
+        if m:
+            ts, w = parse_date(raw[m.start() :])
+            # keep the date's text out of the clauses
+            clause_toks = _tokenize(raw[: m.start()])
+            if w:
+                warnings.append(w)
+        else:
+            warnings.append("no date")
+    f = _read_fields(clause_toks, date_toks)
+    if not any((f.from_host, f.from_ip, f.by_host, f.with_protocol, f.id)) and ts is None:
+        warnings.append(f"unreadable Received header {_clip(raw)!r}")
+    hop = Hop(
+        index=0,
+        from_host=f.from_host,
+        from_rdns=f.from_rdns,
+        from_ip=f.from_ip,
+        by_host=f.by_host,
+        with_protocol=f.with_protocol,
+        id=f.id,
+        for_addr=f.for_addr,
+        via=f.via,
+        envelope_from=f.envelope_from,
+        tls=_detect_tls(_render(clause_toks), f.with_protocol),
+        timestamp=ts,
+        raw=raw,
+    )
+    return hop, warnings
+
+
+def _clip(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# --------------------------------------------------------------------------
+# the chain
+
+
+def _received_values(headers: Sequence[str] | email.message.Message) -> list[str]:
+    if isinstance(headers, email.message.Message):
+        out = []
+        for name, value in headers.raw_items() if hasattr(headers, "raw_items") else headers.items():
+            if name.strip().lower() == "received":
+                out.append(str(value))
+        return out
+    if isinstance(headers, str):
+        headers = [headers]
+    values = []
+    for h in headers:
+        if not isinstance(h, str):
+            h = str(h)
+        m = re.match(r"\s*received\s*:", h, re.IGNORECASE)
+        values.append(h[m.end() :] if m else h)
+    return values
+
+
+def parse_received_chain(headers: Sequence[str] | email.message.Message) -> PathResult:
+    """Parse the Received headers of a message into hops, origin first.
+
+    ``headers`` is a message, or the Received values in message order (top-most
+    first; a leading ``Received:`` is allowed).  Delay of hop i is its time
+    minus hop i-1's; a negative delay is kept and warned about as clock skew.
+    Never raises.
+    """
+    try:
+        values = _received_values(headers)
+    except Exception as exc:  # pragma: no cover
+        return PathResult(warnings=(f"unreadable headers ({type(exc).__name__})",))
+    values.reverse()  # origin (bottom-most) first
+    hops: list[Hop] = []
+    warnings: list[str] = []
+    prev_ts = None
+    prev_index = None
+    for index, value in enumerate(values):
+        hop, hop_warnings = parse_received(value)
+        warnings.extend(f"hop {index}: {w}" for w in hop_warnings)
+        delay = None
+        if hop.timestamp is not None and prev_ts is not None and prev_index == index - 1:
+            delay = round((hop.timestamp - prev_ts).total_seconds(), 3)
+            if delay < 0:
+                warnings.append(
+                    f"hop {index}: clock skew: {delay:g} s earlier than hop {index - 1}"
+                )
+        hops.append(_with(hop, index=index, delay_s=delay))
+        if hop.timestamp is not None:
+            prev_ts, prev_index = hop.timestamp, index
+        else:
+            prev_ts, prev_index = None, None
+    stamps = [h.timestamp for h in hops if h.timestamp is not None]
+    total = round((stamps[-1] - stamps[0]).total_seconds(), 3) if len(stamps) >= 2 else None
+    return PathResult(hops=tuple(hops), total_s=total, warnings=tuple(warnings))
+
+
+def _with(hop: Hop, **changes: object) -> Hop:
+    from dataclasses import replace
+
+    return replace(hop, **changes)  # type: ignore[arg-type]
