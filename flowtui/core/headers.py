@@ -171,11 +171,11 @@ _TLS_MARKERS = re.compile(
 def _detect_tls(raw: str, protocol: str | None) -> bool | None:
     if _TLS_MARKERS.search(raw):
         return True
-    proto = (protocol or "").strip().lower()
-    first = proto.split("/")[0].split()[0] if proto else ""
-    if first in _TLS_PROTOCOLS:
+    proto = " ".join((protocol or "").lower().split())
+    words = [w.split("/")[0] for w in proto.split()]
+    if any(w in _TLS_PROTOCOLS for w in words):
         return True
-    if proto in _PLAIN_PROTOCOLS or first in _PLAIN_PROTOCOLS:
+    if proto in _PLAIN_PROTOCOLS or any(w in _PLAIN_PROTOCOLS for w in words):
         return False
     return None
 
@@ -330,8 +330,10 @@ def _read_fields(clause_toks: list[_Tok], date_toks: list[_Tok]) -> _Fields:
             rest = ftoks[1:]
         helo_style = False
         for t in rest:
+            if t.kind == "word" and re.match(r"(?:helo|ehlo)=", t.text, re.I):
+                helo_style = True  # comments already stripped by some relay
             if t.kind == "comment":
-                if re.search(r"\bhelo\s*=", t.text, re.I):
+                if re.search(r"\b(?:helo|ehlo)\b", t.text, re.I):
                     helo_style = True
                 rdns, ip = _read_from_comment(t.text)
                 if f.from_rdns is None and rdns is not None and f.from_ip is None:
@@ -342,7 +344,8 @@ def _read_fields(clause_toks: list[_Tok], date_toks: list[_Tok]) -> _Fields:
                 # "from UnknownHost [192.0.2.1] by …": the MTA's own annotation
                 f.from_ip = _clean_ip(t.text)
         if f.from_ip is None and f.from_host and helo_style:
-            # Exim: "from [192.0.2.1] (helo=…)": the name slot holds the peer address
+            # Exim "from [192.0.2.1] (helo=…)", CommuniGate "from [192.0.2.1]
+            # (account … HELO …)": the name slot holds the peer's address
             f.from_ip = _clean_ip(f.from_host)
     if "by" in cl:
         f.by_host = _first_value(cl["by"])
