@@ -494,3 +494,386 @@ def _with(hop: Hop, **changes: object) -> Hop:
     from dataclasses import replace
 
     return replace(hop, **changes)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------
+# Authentication-Results (RFC 8601)
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+    """Split on ``sep`` outside comments and quoted strings."""
+    parts, buf, depth, quoted, i = [], [], 0, False, 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            buf.append(text[i : i + 2])
+            i += 2
+            continue
+        if quoted:
+            quoted = c != '"'
+        elif c == '"':
+            quoted = True
+        elif c == "(":
+            depth += 1
+        elif c == ")" and depth:
+            depth -= 1
+        elif c == sep and depth == 0:
+            parts.append("".join(buf))
+            buf = []
+            i += 1
+            continue
+        buf.append(c)
+        i += 1
+    parts.append("".join(buf))
+    return parts
+
+
+def _strip_comments(text: str) -> tuple[str, list[str]]:
+    comments: list[str] = []
+    out: list[str] = []
+    for t in _tokenize(text):
+        if t.kind == "comment":
+            comments.append(" ".join(t.text.split()))
+        elif t.kind == "angle":
+            out.append(f"<{t.text}>")
+        elif t.kind == "literal":
+            out.append(f"[{t.text}]")
+        else:
+            out.append(t.text)
+    return " ".join(out), comments
+
+
+def _unquote(v: str) -> str:
+    v = v.strip()
+    if len(v) >= 2 and v[0] == v[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", v[1:-1])
+    return v
+
+
+_RESINFO = re.compile(r"([A-Za-z0-9][\w.\-]*)(?:/\d+)?\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^\s\"]+)")
+
+
+def _parse_ar_value(value: str) -> tuple[str | None, list[MethodResult]]:
+    parts = _split_top(_unfold(value), ";")
+    head, _ = _strip_comments(parts[0])
+    authserv = head.split()[0] if head.split() else None
+    results: list[MethodResult] = []
+    for part in parts[1:]:
+        text, comments = _strip_comments(part)
+        pairs = _RESINFO.findall(text)
+        if not pairs:
+            continue  # "none" or junk
+        method, result = pairs[0][0].lower(), _unquote(pairs[0][1]).lower()
+        if "." in method:
+            continue  # a property without a method: malformed, skip
+        reason = None
+        props: list[tuple[str, str]] = []
+        for key, val in pairs[1:]:
+            if key.lower() == "reason":
+                reason = _unquote(val)
+            elif "." in key:
+                props.append((key.lower(), _unquote(val)))
+            else:
+                props.append((key.lower(), _unquote(val)))  # e.g. action=, policy.*
+        results.append(
+            MethodResult(
+                method=method,
+                result=result,
+                reason=reason,
+                comment="; ".join(comments) or None,
+                properties=tuple(props),
+            )
+        )
+    return authserv, results
+
+
+def parse_authentication_results(
+    msg_or_header_values: email.message.Message | Sequence[str] | str,
+    trusted_authserv_ids: Iterable[str] | None = None,
+) -> AuthResults:
+    """SPF, DKIM and DMARC results of the top-most trusted Authentication-Results.
+
+    ``msg_or_header_values`` is a message, a list of header values (top-most
+    first), or one value.  With ``trusted_authserv_ids`` only headers from
+    those authserv-ids count (case-insensitive); without, the top-most header
+    is used.  Never raises.
+    """
+    try:
+        values = _header_values(msg_or_header_values, "authentication-results")
+    except Exception as exc:  # pragma: no cover
+        return AuthResults(warnings=(f"unreadable headers ({type(exc).__name__})",))
+    trusted = {t.lower() for t in trusted_authserv_ids} if trusted_authserv_ids else None
+    if not values:
+        return AuthResults(warnings=("no Authentication-Results header",))
+    for value in values:
+        try:
+            authserv, results = _parse_ar_value(value)
+        except Exception:  # pragma: no cover
+            continue
+        if trusted is not None and (authserv or "").lower() not in trusted:
+            continue
+        return AuthResults(
+            authserv_id=authserv,
+            spf=_pick(results, "spf"),
+            dkim=_pick(results, "dkim"),
+            dmarc=_pick(results, "dmarc"),
+            results=tuple(results),
+        )
+    return AuthResults(warnings=("no Authentication-Results header from a trusted authserv-id",))
+
+
+def _pick(results: list[MethodResult], method: str) -> MethodResult | None:
+    mine = [r for r in results if r.method == method]
+    for r in mine:
+        if r.result == "pass":
+            return r
+    return mine[0] if mine else None
+
+
+def _header_values(
+    source: email.message.Message | Sequence[str] | str, name: str
+) -> list[str]:
+    if isinstance(source, email.message.Message):
+        return [str(v) for k, v in source.items() if k.strip().lower() == name]
+    if isinstance(source, str):
+        source = [source]
+    out = []
+    for v in source:
+        v = str(v)
+        m = re.match(rf"\s*{re.escape(name)}\s*:", v, re.IGNORECASE)
+        out.append(v[m.end() :] if m else v)
+    return out
+
+
+# --------------------------------------------------------------------------
+# bounces
+
+_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+_MSGID = re.compile(r"^\s*Message-ID\s*:\s*(<[^>\s]+>|\S+)", re.IGNORECASE | re.MULTILINE)
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|returned mail|failure notice|delivery status notification|"
+    r"mail delivery (?:failed|failure|system)|delivery failure|non.?delivery|"
+    r"could not be delivered|returned to sender",
+    re.IGNORECASE,
+)
+_BOUNCE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery (?:sub)?system", re.IGNORECASE)
+
+
+def parse_bounce(msg: email.message.Message) -> Bounce | None:
+    """Read a bounce: an RFC 3464 DSN, or a qmail / Exchange / Postfix / text one.
+
+    Returns None for a message that is not a bounce.  The original Message-ID
+    comes from the returned headers (text/rfc822-headers or message/rfc822
+    part, or the quoted body) so a bounce can be tied to its probe.  Never
+    raises.
+    """
+    try:
+        return _parse_bounce(msg)
+    except Exception as exc:  # pragma: no cover - a last guard
+        return Bounce(kind="text", warnings=(f"unreadable bounce ({type(exc).__name__})",))
+
+
+def _parts(msg: email.message.Message) -> list[email.message.Message]:
+    out = []
+    stack = [msg]
+    while stack:
+        part = stack.pop(0)
+        out.append(part)
+        if part.is_multipart() and part.get_content_type() != "message/rfc822":
+            payload = part.get_payload()
+            if isinstance(payload, list):
+                stack[0:0] = payload
+    return out
+
+
+def _text_of(part: email.message.Message) -> str:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:
+        payload = None
+    if isinstance(payload, bytes):
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            return payload.decode(charset, errors="replace")
+        except LookupError:
+            return payload.decode("utf-8", errors="replace")
+    raw = part.get_payload()
+    return raw if isinstance(raw, str) else ""
+
+
+def _field(block: email.message.Message | None, name: str) -> str | None:
+    if block is None:
+        return None
+    v = block.get(name)
+    return _unfold(str(v)) if v is not None else None
+
+
+def _after_type(value: str | None) -> str | None:
+    """'rfc822; user@example.com' -> 'user@example.com'."""
+    if value is None:
+        return None
+    return value.split(";", 1)[1].strip() if ";" in value else value.strip()
+
+
+def _original_message_id(parts: list[email.message.Message], body_text: str) -> str | None:
+    for part in parts:
+        ctype = part.get_content_type()
+        if ctype in ("message/rfc822", "message/global"):
+            payload = part.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload else None
+            if isinstance(inner, email.message.Message) and inner.get("Message-ID"):
+                return _unfold(str(inner["Message-ID"]))
+        if ctype in ("text/rfc822-headers", "text/global-headers"):
+            m = _MSGID.search(_text_of(part))
+            if m:
+                return m.group(1)
+    m = _MSGID.search(body_text)
+    return m.group(1) if m else None
+
+
+def _dsn_blocks(part: email.message.Message) -> list[email.message.Message]:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return [p for p in payload if isinstance(p, email.message.Message)]
+    text = payload if isinstance(payload, str) else ""
+    blocks = []
+    for chunk in re.split(r"\r?\n\s*\r?\n", text.strip()):
+        if chunk.strip():
+            blocks.append(email.parser.HeaderParser().parsestr(chunk.strip() + "\n"))
+    return blocks
+
+
+def _parse_bounce(msg: email.message.Message) -> Bounce | None:
+    parts = _parts(msg)
+    texts = [
+        _text_of(p) for p in parts if p.get_content_maintype() == "text" and not p.is_multipart()
+    ]
+    if not msg.is_multipart():
+        texts = [_text_of(msg)]
+    body_text = "\n".join(texts)
+    dsn = next((p for p in parts if p.get_content_type() == "message/delivery-status"), None)
+    if dsn is not None:
+        blocks = _dsn_blocks(dsn)
+        per_msg = blocks[0] if blocks else None
+        recips = [b for b in blocks[1:] if b.get("Action") or b.get("Final-Recipient")] or (
+            [per_msg] if per_msg is not None and per_msg.get("Action") else []
+        )
+        chosen = next(
+            (b for b in recips if (_field(b, "Action") or "").lower().startswith("failed")),
+            recips[0] if recips else None,
+        )
+        status = _field(chosen, "Status")
+        sm = _STATUS.search(status or "")
+        warnings: tuple[str, ...] = () if chosen is not None else ("no recipient in the report",)
+        return Bounce(
+            kind="dsn",
+            action=(_field(chosen, "Action") or "").lower() or None,
+            status=".".join(sm.groups()) if sm else status,
+            diagnostic=_after_type(_field(chosen, "Diagnostic-Code")),
+            recipient=_after_type(_field(chosen, "Final-Recipient") or _field(chosen, "Original-Recipient")),
+            reporting_mta=_after_type(_field(per_msg, "Reporting-MTA")),
+            remote_mta=_after_type(_field(chosen, "Remote-MTA")),
+            original_message_id=_original_message_id(parts, body_text),
+            warnings=warnings,
+        )
+    return _parse_text_bounce(msg, parts, body_text)
+
+
+def _parse_text_bounce(
+    msg: email.message.Message, parts: list[email.message.Message], body: str
+) -> Bounce | None:
+    subject = _unfold(str(msg.get("Subject", "")))
+    sender = _unfold(str(msg.get("From", "")))
+    kind = None
+    if "This is the qmail-send program" in body or "qmail-send" in body:
+        kind = "qmail"
+    elif re.search(r"Delivery has failed to these recipients|did not reach (?:the following|some or all)|"
+                   r"Microsoft Exchange|Remote Server returned", body, re.IGNORECASE):
+        kind = "exchange"
+    elif "This is the mail system at host" in body or "Undelivered Mail Returned to Sender" in subject:
+        kind = "postfix"
+    elif _BOUNCE_SUBJECT.search(subject) and (_BOUNCE_FROM.search(sender) or msg.get("Return-Path", "").strip() in ("<>", "")):
+        kind = "text"
+    if kind is None:
+        return None
+    # the report part of the body: before the returned message
+    cut = re.search(
+        r"^-+ ?Below this line is a copy of the message|^-+ ?Original message|"
+        r"^Original message headers:|^-+ ?The original message|^Content-Type: message/rfc822",
+        body, re.IGNORECASE | re.MULTILINE,
+    )
+    report = body[: cut.start()] if cut else body
+    returned = body[cut.start() :] if cut else ""
+    sm = _STATUS.search(report)
+    status = ".".join(sm.groups()) if sm else None
+    diagnostic = None
+    recipient = None
+    ex = re.search(
+        r"did not reach the following recipient\(s\):\s*\n\s*(\S+@[^\s]+)[^\n]*\n((?:[ \t]+\S[^\n]*\n?)+)",
+        report,
+    )
+    if kind == "exchange" and ex:
+        recipient = ex.group(1)
+        diagnostic = " ".join(ex.group(2).split())
+    elif kind == "qmail":
+        m = re.search(r"^<([^>\s]+)>:\s*\n(.+?)(?:\n\s*\n|\Z)", report, re.MULTILINE | re.DOTALL)
+        if m:
+            recipient = m.group(1)
+            diagnostic = " ".join(m.group(2).split())
+    else:
+        m = re.search(r"^\s*#?\s*([45]\d\d[ \-][^\n]*)", report, re.MULTILINE)
+        if m:
+            diagnostic = " ".join(m.group(1).split()).rstrip("#").strip()
+        rm = re.search(r"<([^>\s@]+@[^>\s]+)>|^\s*([^\s@<>]+@[^\s@<>]+)\s*$", report, re.MULTILINE)
+        if rm:
+            recipient = rm.group(1) or rm.group(2)
+    if status is None and diagnostic:
+        code = re.match(r"([45])\d\d", diagnostic)
+        if code:
+            status = f"{code.group(1)}.0.0"
+    action = None
+    if status:
+        action = "failed" if status.startswith("5") else "delayed" if status.startswith("4") else None
+    elif re.search(r"permanent|given up|could not be delivered|undeliverable|did not reach",
+                   report, re.IGNORECASE):
+        action = "failed"
+    orig = None
+    mm = _MSGID.search(returned) if returned else None
+    if mm:
+        orig = mm.group(1)
+    else:
+        orig = _original_message_id(parts[1:], "")
+    if orig is None and msg.get("In-Reply-To"):
+        orig = _unfold(str(msg["In-Reply-To"]))
+    warnings = () if status else ("no status code in the bounce",)
+    return Bounce(
+        kind=kind,
+        action=action,
+        status=status,
+        diagnostic=diagnostic,
+        recipient=recipient,
+        original_message_id=orig,
+        warnings=warnings,
+    )
+
+
+# --------------------------------------------------------------------------
+# display safety
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_MARKUP = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
+
+
+def safe_text(text: object) -> str:
+    """Untrusted header text made safe for a terminal and for Rich markup.
+
+    ANSI escape sequences are shown as text (``\\x1b[31m``), other C0/C1 control
+    characters as ``\\xNN``, tabs and newlines as spaces, and ``[tag]`` markup
+    is escaped the way ``rich.markup.escape`` does it.
+    """
+    s = "" if text is None else str(text)
+    s = s.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+    s = _ANSI.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), s)
+    s = _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", s)
+    return _MARKUP.sub(lambda m: f"{m.group(1)}{m.group(1)}\\{m.group(2)}", s)
