@@ -69,7 +69,7 @@ def _not_a_message(data: bytes) -> str | None:
     if b"\x00" in head:
         return "binary data"
     controls = sum(1 for b in head if b < 32 and b not in (9, 10, 13))
-    if controls > len(head) // 100 + 2:
+    if controls > max(8, len(head) // 20):
         return "binary data"
     first = data.lstrip(b"\r\n").split(b"\n", 1)[0]
     if first.startswith(b"From ") and b"\n" in data:  # mbox separator line
