@@ -101,9 +101,6 @@ def _unfold(value: str) -> str:
 # --------------------------------------------------------------------------
 # addresses
 
-_IP_CANDIDATE = re.compile(r"[0-9A-Fa-f:.%\[\]]+|IPv6:[0-9A-Fa-f:.%]+", re.IGNORECASE)
-
-
 def _clean_ip(text: str) -> str | None:
     """An IPv4/IPv6 address from ``[IPv6:…]``, ``1.2.3.4:port``, ``fe80::1%11`` …"""
     t = text.strip().strip("[]").strip()
@@ -130,10 +127,6 @@ def _strip_port(t: str) -> str:
         return m.group(1)
     m = re.fullmatch(r"\[?([0-9A-Fa-f:.]+)\]?:(\d{1,5})", t)
     return m.group(1) if m and ":" not in t.split("]")[0].rstrip(":0123456789") else ""
-
-
-def _is_ip(text: str) -> bool:
-    return _clean_ip(text) is not None
 
 
 _HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_\-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_\-]+)*\.?")
