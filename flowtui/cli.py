@@ -70,9 +70,22 @@ def _run_demo(args: argparse.Namespace) -> int:
     return demo.main(args)
 
 
+def _path_parser(sub: argparse._SubParsersAction) -> None:
+    from flowtui import pathcmd
+
+    pathcmd.add_parser(sub)
+
+
+def _run_path(args: argparse.Namespace) -> int:
+    from flowtui import pathcmd
+
+    return pathcmd.main(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Handler]] = {
     "lab": (_lab_parser, _run_lab),
     "demo": (_demo_parser, _run_demo),
+    "path": (_path_parser, _run_path),
 }
 
 
