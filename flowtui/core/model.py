@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 # The keys of one hop in ``flowtui path --json`` (DESIGN.md "Paths"), in order.
 HOP_JSON_KEYS: tuple[str, ...] = (
@@ -145,3 +146,138 @@ class Bounce:
     remote_mta: str | None = None
     original_message_id: str | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+# --------------------------------------------------------------------------
+# Configuration (DESIGN.md "Configuration"): what config.py builds from TOML.
+# --------------------------------------------------------------------------
+
+class Security(StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A password or token. Its value never shows in repr, str or logs."""
+
+    value: str = field(repr=False)
+    source: str = ""  # where it came from, safe to show: "env FLOWTUI_X", "command", "literal"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __repr__(self) -> str:
+        return f"Secret(<hidden>, source={self.source!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """One SMTP or IMAP server of a route."""
+
+    host: str
+    port: int
+    security: Security
+    username: str | None = None
+    password: Secret | None = None
+    verify_tls: bool = True
+    ca_file: str | None = None  # absolute path; None means the system's CAs
+    timeout_s: float = 30.0
+
+    def mailbox_key(self) -> tuple[str, int, str | None]:
+        """Routes whose IMAP settings share this key share one connection."""
+        return (self.host, self.port, self.username)
+
+
+@dataclass(frozen=True, slots=True)
+class ImapSettings(ServerSettings):
+    folders: tuple[str, ...] = ("INBOX",)
+    junk_folders: tuple[str, ...] | None = None  # None: found by SPECIAL-USE \Junk
+    poll_interval_s: float = 10.0  # only where the server has no IDLE
+    idle_renew_s: float = 600.0  # IDLE is re-issued well inside the 29-min limit
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    mail_from: str
+    rcpt_to: str
+    smtp: ServerSettings
+    imap: ImapSettings
+    interval_s: float = 60.0
+    timeout_s: float = 600.0
+    jitter_s: float = 2.0
+    subject: str = "flowtui probe"
+    body: str = "This is an automated mail-flow probe sent by flowtui. It is deleted on arrival."
+    attachment_bytes: int = 0
+    warn_s: float = 90.0
+    crit_s: float = 300.0
+    require_tls: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSettings:
+    database: str  # absolute path
+    interval_s: float = 60.0
+    timeout_s: float = 600.0
+    secret_file: str | None = None  # absolute; default: beside the database
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str
+    monitor: MonitorSettings
+    routes: tuple[Route, ...]
+
+
+# --------------------------------------------------------------------------
+# Probe results
+# --------------------------------------------------------------------------
+
+
+class ProbeState(StrEnum):
+    PENDING = "pending"  # sent, not yet seen
+    DELIVERED = "delivered"
+    LATE = "late"  # seen after the route's timeout had called it lost
+    LOST = "lost"
+    JUNK = "junk"  # found in a junk folder
+    CORRUPTED = "corrupted"  # content hash does not match what was sent
+    SEND_FAILED = "send_failed"
+    BOUNCED = "bounced"
+
+
+FINAL_OK = frozenset({ProbeState.DELIVERED})
+FAILED = frozenset(
+    {ProbeState.LOST, ProbeState.SEND_FAILED, ProbeState.BOUNCED, ProbeState.CORRUPTED, ProbeState.JUNK}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One probe, at its latest state. Times are seconds; ``*_at`` are epoch wall times.
+
+    ``phases`` is the waterfall in order, name -> seconds from the start of
+    the probe (connect, tls, auth, data_accepted, detected, ...).
+    """
+
+    route: str
+    probe_id: str
+    seq: int
+    state: ProbeState
+    sent_at: float
+    submit_s: float | None = None
+    transit_s: float | None = None
+    total_s: float | None = None
+    detected_at: float | None = None
+    detect_uncertainty_s: float | None = None
+    queue_id: str | None = None
+    folder: str | None = None
+    phases: tuple[tuple[str, float], ...] = ()
+    hops: tuple[Hop, ...] = ()
+    auth: AuthResults | None = None
+    bounce: Bounce | None = None
+    error: str | None = None
+    error_phase: str | None = None
+    content_ok: bool | None = None
+    message_id: str | None = None
