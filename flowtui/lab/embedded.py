@@ -177,8 +177,9 @@ class Hop:
     # -- the queue manager ------------------------------------------------
     async def _run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), RETRY_S)
+            try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel
+                async with asyncio.timeout(RETRY_S):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
