@@ -237,10 +237,10 @@ class _Reader:
             hint = f' (did you mean "{close[0]}"?)' if close else f" (valid keys: {', '.join(allowed)})"
             raise self.fail(prefix or None, f'unknown key "{key}"{hint}')
 
-    def table(self, parent: Mapping[str, Any], key: str, name: str) -> dict[str, Any]:
+    def table(self, parent: Mapping[str, Any], key: str, name: str, header: str) -> dict[str, Any]:
         value = parent.get(key, {})
         if not isinstance(value, dict):
-            raise self.fail(name, f"expected a table ([{name}]), got {_type_name(value)}")
+            raise self.fail(name, f"expected a table ({header}), got {_type_name(value)}")
         return value
 
     def string(self, table: Mapping[str, Any], key: str, name: str, *, required: bool = False,
@@ -288,7 +288,7 @@ class _Reader:
     # ---- sections ---------------------------------------------------------
 
     def monitor(self, doc: Mapping[str, Any]) -> MonitorSettings:
-        table = self.table(doc, "monitor", "monitor")
+        table = self.table(doc, "monitor", "monitor", "[monitor]")
         self.check_keys(table, MONITOR_KEYS, "monitor")
         database = self.path_value(table, "database", "monitor.database") or str((self.base / "flowtui.db").resolve())
         secret_file = self.path_value(table, "secret_file", "monitor.secret_file") or database + ".secret"
@@ -350,15 +350,17 @@ class _Reader:
         for key in ("smtp", "imap"):
             if key not in table:
                 raise self.fail(None, f"missing required table [routes.{key}]")
-        smtp = self.server(self.table(table, "smtp", "smtp"), "smtp")
-        imap = self.server(self.table(table, "imap", "imap"), "imap")
+        smtp = self.server(self.table(table, "smtp", "smtp", "[routes.smtp]"), "smtp")
+        imap = self.server(self.table(table, "imap", "imap", "[routes.imap]"), "imap")
 
         lab = _is_loopback(smtp["host"]) and _is_loopback(imap["host"])
         fields["warn_s"] = self.duration(table, "warn", "warn", LOOPBACK_WARN_S if lab else DEFAULT_WARN_S)
         fields["crit_s"] = self.duration(table, "crit", "crit", LOOPBACK_CRIT_S if lab else DEFAULT_CRIT_S)
         if fields["warn_s"] > fields["crit_s"]:
-            key = "warn" if "warn" in table else "crit"
-            raise self.fail(key, f"warn ({format_duration(fields['warn_s'])}) must not be more than crit ({format_duration(fields['crit_s'])})")
+            warn, crit = format_duration(fields["warn_s"]), format_duration(fields["crit_s"])
+            if "warn" in table:
+                raise self.fail("warn", f"must not be more than crit ({crit}{'' if 'crit' in table else ', the default'}), got {_describe(table['warn'])}")
+            raise self.fail("crit", f"must not be less than warn ({warn}, the default), got {_describe(table['crit'])}")
         return fields, smtp, imap
 
     def address(self, table: Mapping[str, Any], key: str) -> str:
