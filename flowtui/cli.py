@@ -82,10 +82,27 @@ def _run_path(args: argparse.Namespace) -> int:
     return pathcmd.main(args)
 
 
+def _check_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check",
+        help="validate a config file and list its routes",
+        description="Read and validate the config (passwords are looked up, never shown) "
+        "and print the routes it defines. Exit 0 when valid, 2 when not.",
+    )
+    p.add_argument("-c", "--config", required=True, metavar="FILE", help="the config file (TOML)")
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from flowtui import checkcmd
+
+    return checkcmd.main(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Handler]] = {
     "lab": (_lab_parser, _run_lab),
     "demo": (_demo_parser, _run_demo),
     "path": (_path_parser, _run_path),
+    "check": (_check_parser, _run_check),
 }
 
 

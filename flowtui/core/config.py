@@ -1,0 +1,622 @@
+"""TOML config -> frozen models (DESIGN.md "Configuration").
+
+``load_config(path)`` reads and validates the whole file and returns a
+:class:`~flowtui.core.model.Config`; any problem raises ``UserError`` (exit
+code 2) with ONE line that names the file, the route (by name, or
+``routes[i]`` while it has none) and the key::
+
+    config.toml: route "hq-to-gmail": smtp.port: expected an integer 1-65535, got "abc"
+
+The file is validated in full before any password is looked up, so a typo
+never runs a ``password_command``.  Password values never appear in an error
+message (a wrongly typed password is described by its type only).
+
+Things that are legal but unwise are not errors: ``config_warnings(config)``
+returns them as one-line strings (a literal password in a file others can
+read, TLS verification switched off, a password sent over an unencrypted
+connection to a host that is not loopback).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import os
+import re
+import signal
+import stat
+import subprocess
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flowtui.core.errors import UserError
+from flowtui.core.model import (
+    Config,
+    ImapSettings,
+    MonitorSettings,
+    Route,
+    Secret,
+    Security,
+    ServerSettings,
+)
+
+# How long a password_command may run; a module constant so tests can shorten it.
+PASSWORD_COMMAND_TIMEOUT_S = 10.0
+
+# Largest generated attachment: a probe is not a load test.
+MAX_ATTACHMENT_BYTES = 64 * 1024 * 1024
+
+# IMAP servers may drop an IDLE after 30 minutes (RFC 2177 says re-issue within 29).
+IDLE_LIMIT_S = 29 * 60
+
+TOP_KEYS = ("monitor", "routes")
+RESERVED_TOP_KEYS = ("dns", "alerts", "notify")
+MONITOR_KEYS = ("database", "interval", "timeout", "secret_file")
+ROUTE_KEYS = (
+    "name", "interval", "timeout", "jitter", "from", "to", "subject", "body",
+    "attachment_size", "warn", "crit", "require_tls", "smtp", "imap",
+)
+SERVER_KEYS = (
+    "host", "port", "security", "username", "password", "password_env",
+    "password_command", "verify_tls", "ca_file", "timeout",
+)
+IMAP_ONLY_KEYS = ("folders", "junk_folders", "poll_interval", "idle_renew")
+PASSWORD_KEYS = ("password", "password_env", "password_command")
+
+DEFAULT_SMTP_PORTS = {Security.NONE: 25, Security.STARTTLS: 587, Security.TLS: 465}
+DEFAULT_IMAP_PORTS = {Security.NONE: 143, Security.STARTTLS: 143, Security.TLS: 993}
+DEFAULT_SECURITY = {"smtp": Security.STARTTLS, "imap": Security.TLS}
+
+# warn/crit defaults: a route over the internet, and a route whose servers are
+# both on loopback (a lab), where a few seconds is already slow.
+DEFAULT_WARN_S, DEFAULT_CRIT_S = 90.0, 300.0
+LOOPBACK_WARN_S, LOOPBACK_CRIT_S = 5.0, 30.0
+
+
+# --------------------------------------------------------------------------
+# Durations and sizes
+# --------------------------------------------------------------------------
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_FULL = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration string: ``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"``,
+    ``"1d"``, or parts of them in a row (``"1m30s"``, ``"1h 30m"``).
+
+    Raises ``ValueError`` with a message meant for the user.  Plain numbers
+    (``30`` or ``"30"``) are rejected: the unit is not guessed.
+    """
+    if isinstance(text, bool) or not isinstance(text, str):
+        if isinstance(text, (int, float)) and not isinstance(text, bool):
+            raise ValueError(f'expected a duration string such as "{_fmt_num(text)}s", got the plain number {_fmt_num(text)} (add a unit: ms, s, m, h, d)')
+        raise ValueError(f'expected a duration string such as "30s", got {_describe(text)}')
+    compact = "".join(text.split()).lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", compact):
+        raise ValueError(f'expected a duration such as "{compact}s", got "{text}" (add a unit: ms, s, m, h, d)')
+    if not compact or not _DURATION_FULL.fullmatch(compact):
+        raise ValueError(f'expected a duration such as "500ms", "30s", "5m", "1h", "1d" or "1m30s", got {_describe(text)}')
+    total = sum(float(num) * _DURATION_UNITS[unit] for num, unit in _DURATION_PART.findall(compact))
+    if not math.isfinite(total):
+        raise ValueError(f"duration {_describe(text)} is too large")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """A short duration string that ``parse_duration`` reads back: 90 -> "1m30s"."""
+    if seconds < 1:
+        ms = round(seconds * 1000)
+        return f"{ms}ms"
+    parts = []
+    rest = round(seconds * 1000)
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    if rest:
+        secs = rest / 1000
+        parts.append(f"{_fmt_num(secs)}s")
+    return "".join(parts) or "0s"
+
+
+_SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
+
+
+def parse_size(value: object) -> int:
+    """Bytes in a size: an integer, or a string such as ``"10KB"``, ``"1MB"``,
+    ``"512KiB"`` (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024)."""
+    if isinstance(value, bool):
+        raise ValueError(f'expected a size such as "10KB" or a number of bytes, got {_describe(value)}')
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str):
+        m = _SIZE.fullmatch(value.strip().lower())
+        if not m or (m.group(2) or "b") not in _SIZE_UNITS:
+            raise ValueError(f'expected a size such as "10KB", "1MB", "512KiB" or a number of bytes, got {_describe(value)}')
+        size = int(float(m.group(1)) * _SIZE_UNITS[m.group(2) or "b"])
+    else:
+        raise ValueError(f'expected a size such as "10KB" or a number of bytes, got {_describe(value)}')
+    if size < 0:
+        raise ValueError(f"expected a size of 0 or more bytes, got {_describe(value)}")
+    if size > MAX_ATTACHMENT_BYTES:
+        raise ValueError(f"{_describe(value)} is too large (at most {MAX_ATTACHMENT_BYTES // 1024**2}MiB)")
+    return size
+
+
+def _fmt_num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def _describe(value: object) -> str:
+    """A short, one-line rendering of a TOML value for an error message."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        return '"' + shown.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return _type_name(value)
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return "a date/time" if value is not None else "nothing"
+
+
+# --------------------------------------------------------------------------
+# The reader: one object per file, so every error knows where it is
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _PasswordSpec:
+    """Where a password is to come from; resolved after the whole file is valid."""
+
+    kind: str  # "password" | "password_env" | "password_command"
+    value: str
+
+
+@dataclass(slots=True)
+class _Where:
+    """The part of an error message before the key: file and route."""
+
+    file: str
+    route: str | None = None
+
+    def error(self, key: str | None, message: str) -> UserError:
+        parts = [self.file]
+        if self.route:
+            parts.append(self.route)
+        if key:
+            parts.append(key)
+        return UserError(": ".join(parts + [message]), code=2)
+
+
+def _is_control(text: str, allow: str = "") -> bool:
+    return any((ord(c) < 32 or ord(c) == 127) and c not in allow for c in text)
+
+
+class _Reader:
+    def __init__(self, path: Path, shown: str) -> None:
+        self.path = path
+        self.base = path.parent
+        self.where = _Where(shown)
+
+    # ---- generic checks -------------------------------------------------
+
+    def fail(self, key: str | None, message: str) -> UserError:
+        return self.where.error(key, message)
+
+    def check_keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], prefix: str,
+                   elsewhere: Mapping[str, str] | None = None) -> None:
+        for key in table:
+            if key in allowed:
+                continue
+            if elsewhere and key in elsewhere:
+                raise self.fail(prefix or None, f'key "{key}" is only valid in {elsewhere[key]}')
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            hint = f' (did you mean "{close[0]}"?)' if close else f" (valid keys: {', '.join(allowed)})"
+            raise self.fail(prefix or None, f'unknown key "{key}"{hint}')
+
+    def table(self, parent: Mapping[str, Any], key: str, name: str, header: str) -> dict[str, Any]:
+        value = parent.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(name, f"expected a table ({header}), got {_type_name(value)}")
+        return value
+
+    def string(self, table: Mapping[str, Any], key: str, name: str, *, required: bool = False,
+               default: str | None = None, secret: bool = False, multiline: bool = False) -> str | None:
+        if key not in table:
+            if required:
+                raise self.fail(None, f'missing required key "{name}"')
+            return default
+        value = table[key]
+        if not isinstance(value, str):
+            got = _type_name(value) if secret else _describe(value)
+            raise self.fail(name, f"expected a string, got {got}")
+        if required and not value.strip():
+            raise self.fail(name, "must not be empty")
+        if _is_control(value, allow="\t\r\n" if multiline else ""):
+            raise self.fail(name, "must not contain control characters" + ("" if multiline else " or line breaks"))
+        return value
+
+    def boolean(self, table: Mapping[str, Any], key: str, name: str, default: bool) -> bool:
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(name, f"expected true or false, got {_describe(value)}")
+        return value
+
+    def duration(self, table: Mapping[str, Any], key: str, name: str, default: float | str, *,
+                 allow_zero: bool = False) -> float:
+        if key not in table:
+            return parse_duration(default) if isinstance(default, str) else float(default)
+        try:
+            seconds = parse_duration(table[key])
+        except ValueError as exc:
+            raise self.fail(name, str(exc)) from None
+        if seconds < 0 or (seconds == 0 and not allow_zero):
+            raise self.fail(name, f"must be {'0 or more' if allow_zero else 'more than 0'}, got {_describe(table[key])}")
+        return seconds
+
+    def path_value(self, table: Mapping[str, Any], key: str, name: str) -> str | None:
+        value = self.string(table, key, name)
+        if value is None:
+            return None
+        if not value.strip():
+            raise self.fail(name, "must not be empty")
+        return str((self.base / os.path.expanduser(value)).resolve())
+
+    # ---- sections ---------------------------------------------------------
+
+    def monitor(self, doc: Mapping[str, Any]) -> MonitorSettings:
+        table = self.table(doc, "monitor", "monitor", "[monitor]")
+        self.check_keys(table, MONITOR_KEYS, "monitor")
+        database = self.path_value(table, "database", "monitor.database") or str((self.base / "flowtui.db").resolve())
+        secret_file = self.path_value(table, "secret_file", "monitor.secret_file") or database + ".secret"
+        return MonitorSettings(
+            database=database,
+            interval_s=self.duration(table, "interval", "monitor.interval", "60s"),
+            timeout_s=self.duration(table, "timeout", "monitor.timeout", "10m"),
+            secret_file=secret_file,
+        )
+
+    def routes(self, doc: Mapping[str, Any], monitor: MonitorSettings) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+        raw = doc.get("routes")
+        if raw is None:
+            raise self.fail(None, "no routes: add at least one [[routes]] table")
+        if isinstance(raw, dict):
+            raise self.fail("routes", "expected an array of tables ([[routes]]), got a single table ([routes])")
+        if not isinstance(raw, list) or not raw:
+            raise self.fail("routes", f"expected an array of tables ([[routes]]), got {_type_name(raw) if raw != [] else 'an empty array'}")
+        out = []
+        seen: dict[str, int] = {}
+        for index, item in enumerate(raw):
+            self.where.route = f"routes[{index}]"
+            if not isinstance(item, dict):
+                raise self.fail(None, f"expected a table ([[routes]]), got {_type_name(item)}")
+            name = item.get("name")
+            if isinstance(name, str) and name.strip() and not _is_control(name):
+                self.where.route = f'route "{name.strip()}"'
+            out.append(self.route(item, monitor))
+            name = out[-1][0]["name"]
+            if name in seen:
+                raise self.fail("name", f"duplicate route name (also routes[{seen[name]}]); route names must be unique")
+            seen[name] = index
+        self.where.route = None
+        return out
+
+    def route(self, table: Mapping[str, Any], monitor: MonitorSettings) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        self.check_keys(table, ROUTE_KEYS, "")
+        fields: dict[str, Any] = {
+            "name": self.string(table, "name", "name", required=True).strip(),
+            "mail_from": self.address(table, "from"),
+            "rcpt_to": self.address(table, "to"),
+            "interval_s": self.duration(table, "interval", "interval", monitor.interval_s),
+            "timeout_s": self.duration(table, "timeout", "timeout", monitor.timeout_s),
+            "jitter_s": self.duration(table, "jitter", "jitter", "2s", allow_zero=True),
+            "require_tls": self.boolean(table, "require_tls", "require_tls", False),
+        }
+        if "subject" in table:
+            fields["subject"] = self.string(table, "subject", "subject")
+        if "body" in table:
+            fields["body"] = self.string(table, "body", "body", multiline=True)
+        if "attachment_size" in table:
+            try:
+                fields["attachment_bytes"] = parse_size(table["attachment_size"])
+            except ValueError as exc:
+                raise self.fail("attachment_size", str(exc)) from None
+        if fields["jitter_s"] >= fields["interval_s"]:
+            raise self.fail("jitter", f"must be less than the interval ({format_duration(fields['interval_s'])})")
+
+        for key in ("smtp", "imap"):
+            if key not in table:
+                raise self.fail(None, f"missing required table [routes.{key}]")
+        smtp = self.server(self.table(table, "smtp", "smtp", "[routes.smtp]"), "smtp")
+        imap = self.server(self.table(table, "imap", "imap", "[routes.imap]"), "imap")
+
+        lab = _is_loopback(smtp["host"]) and _is_loopback(imap["host"])
+        fields["warn_s"] = self.duration(table, "warn", "warn", LOOPBACK_WARN_S if lab else DEFAULT_WARN_S)
+        fields["crit_s"] = self.duration(table, "crit", "crit", LOOPBACK_CRIT_S if lab else DEFAULT_CRIT_S)
+        if fields["warn_s"] > fields["crit_s"]:
+            warn, crit = format_duration(fields["warn_s"]), format_duration(fields["crit_s"])
+            if "warn" in table:
+                raise self.fail("warn", f"must not be more than crit ({crit}{'' if 'crit' in table else ', the default'}), got {_describe(table['warn'])}")
+            raise self.fail("crit", f"must not be less than warn ({warn}, the default), got {_describe(table['crit'])}")
+        return fields, smtp, imap
+
+    def address(self, table: Mapping[str, Any], key: str) -> str:
+        value = self.string(table, key, key, required=True).strip()
+        local, at, domain = value.rpartition("@")
+        if not at or not local or not domain or any(c.isspace() or c in "<>,;" for c in value):
+            raise self.fail(key, f'expected a bare address such as "probe@example.com", got {_describe(value)}')
+        return value
+
+    def server(self, table: Mapping[str, Any], kind: str) -> dict[str, Any]:
+        allowed = SERVER_KEYS + (IMAP_ONLY_KEYS if kind == "imap" else ())
+        elsewhere = {k: "[routes.imap]" for k in IMAP_ONLY_KEYS} if kind == "smtp" else None
+        self.check_keys(table, allowed, kind, elsewhere)
+        k = lambda key: f"{kind}.{key}"  # noqa: E731
+
+        host = self.string(table, "host", k("host"), required=True).strip()
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not host or any(c.isspace() for c in host) or "/" in host:
+            raise self.fail(k("host"), f"expected a host name or IP address, got {_describe(table['host'])}")
+
+        security_raw = table.get("security", DEFAULT_SECURITY[kind].value)
+        choices = [s.value for s in Security]
+        if not isinstance(security_raw, str) or security_raw.lower() not in choices:
+            close = difflib.get_close_matches(security_raw, choices, n=1) if isinstance(security_raw, str) else []
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            raise self.fail(k("security"), f'expected one of "none", "starttls", "tls", got {_describe(security_raw)}{hint}')
+        security = Security(security_raw.lower())
+
+        defaults = DEFAULT_SMTP_PORTS if kind == "smtp" else DEFAULT_IMAP_PORTS
+        port = table.get("port", defaults[security])
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise self.fail(k("port"), f"expected an integer 1-65535, got {_describe(port)}")
+
+        username = self.string(table, "username", k("username"))
+        if username is not None and not username.strip():
+            raise self.fail(k("username"), "must not be empty (leave it out for no login)")
+
+        sources = [key for key in PASSWORD_KEYS if key in table]
+        if len(sources) > 1:
+            raise self.fail(k(sources[1]), f"give only one of {', '.join(sources)}")
+        spec = None
+        if sources:
+            source = sources[0]
+            value = self.string(table, source, k(source), secret=True)
+            if source != "password" and not value.strip():
+                raise self.fail(k(source), "must not be empty")
+            if source == "password_env" and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+                raise self.fail(k(source), f"expected an environment variable name, got {_describe(value)}")
+            if username is None:
+                raise self.fail(k(source), f'a password is given but no {k("username")}')
+            spec = _PasswordSpec(source, value)
+        elif username is not None:
+            raise self.fail(k("password"), f"{k('username')} is set but no password: give one of password_env, password_command or password")
+
+        fields: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "security": security,
+            "username": username,
+            "password": spec,
+            "verify_tls": self.boolean(table, "verify_tls", k("verify_tls"), True),
+            "ca_file": self.path_value(table, "ca_file", k("ca_file")),
+            "timeout_s": self.duration(table, "timeout", k("timeout"), "30s"),
+        }
+        if fields["ca_file"] is not None and not os.path.isfile(fields["ca_file"]):
+            raise self.fail(k("ca_file"), f"no such file: {fields['ca_file']}")
+        if kind == "imap":
+            fields["folders"] = self.folders(table, "folders", k("folders"), allow_empty=False) or ("INBOX",)
+            fields["junk_folders"] = self.folders(table, "junk_folders", k("junk_folders"), allow_empty=True)
+            overlap = set(fields["folders"]) & set(fields["junk_folders"] or ())
+            if overlap:
+                raise self.fail(k("junk_folders"), f'"{sorted(overlap)[0]}" is also in {k("folders")}; a folder is either watched for delivery or junk')
+            fields["poll_interval_s"] = self.duration(table, "poll_interval", k("poll_interval"), "10s")
+            fields["idle_renew_s"] = self.duration(table, "idle_renew", k("idle_renew"), "10m")
+            if fields["idle_renew_s"] >= IDLE_LIMIT_S:
+                raise self.fail(k("idle_renew"), f"must be less than 29m (servers may drop an IDLE after 30 minutes), got {_describe(table['idle_renew'])}")
+        return fields
+
+    def folders(self, table: Mapping[str, Any], key: str, name: str, allow_empty: bool) -> tuple[str, ...] | None:
+        if key not in table:
+            return None
+        value = table[key]
+        if not isinstance(value, list):
+            raise self.fail(name, f'expected an array of folder names such as ["INBOX"], got {_describe(value)}')
+        if not value and not allow_empty:
+            raise self.fail(name, 'must name at least one folder, e.g. ["INBOX"]')
+        out: list[str] = []
+        for i, folder in enumerate(value):
+            if not isinstance(folder, str) or not folder.strip():
+                raise self.fail(f"{name}[{i}]", f"expected a folder name, got {_describe(folder)}")
+            if _is_control(folder):
+                raise self.fail(f"{name}[{i}]", "must not contain control characters")
+            if folder in out:
+                raise self.fail(f"{name}[{i}]", f'"{folder}" is listed twice')
+            out.append(folder)
+        return tuple(out)
+
+    # ---- passwords ----------------------------------------------------------
+
+    def secret(self, spec: _PasswordSpec | None, name: str, cache: dict[_PasswordSpec, Secret]) -> Secret | None:
+        if spec is None:
+            return None
+        if spec not in cache:
+            cache[spec] = self._resolve(spec, name)
+        return cache[spec]
+
+    def _resolve(self, spec: _PasswordSpec, name: str) -> Secret:
+        if spec.kind == "password":
+            if not spec.value:
+                raise self.fail(name, "is empty")
+            return Secret(spec.value, "literal")
+        if spec.kind == "password_env":
+            value = os.environ.get(spec.value)
+            if value is None:
+                raise self.fail(name, f"environment variable {spec.value} is not set")
+            if not value:
+                raise self.fail(name, f"environment variable {spec.value} is empty")
+            return Secret(value, f"env {spec.value}")
+        return Secret(self._run_command(spec.value, name), "command")
+
+    def _run_command(self, command: str, name: str) -> str:
+        """First line of the command's stdout, stripped.  Its stderr is not shown:
+        only the exit code is reported, so nothing it prints can leak."""
+        try:
+            proc = subprocess.Popen(
+                ["sh", "-c", command],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                cwd=self.base, start_new_session=True,
+            )
+        except OSError as exc:
+            raise self.fail(name, f"could not run the command ({exc.strerror or type(exc).__name__})") from None
+        try:
+            out, _err = proc.communicate(timeout=PASSWORD_COMMAND_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            # kill the whole group: a grandchild holding stdout open would block communicate()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.communicate()
+            raise self.fail(name, f"the command did not finish within {format_duration(PASSWORD_COMMAND_TIMEOUT_S)}") from None
+        if proc.returncode != 0:
+            hint = {126: " (not executable)", 127: " (command not found)"}.get(proc.returncode, "")
+            if proc.returncode < 0:
+                raise self.fail(name, f"the command was killed by signal {-proc.returncode}")
+            raise self.fail(name, f"the command failed with exit code {proc.returncode}{hint}")
+        lines = out.decode("utf-8", errors="replace").splitlines()
+        value = lines[0].strip() if lines else ""
+        if not value:
+            raise self.fail(name, "the command printed nothing on its first line")
+        return value
+
+
+# --------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_toml(path: Path, shown: str) -> dict[str, Any]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{shown}: no such file", code=2) from None
+    except IsADirectoryError:
+        raise UserError(f"{shown}: is a directory, not a config file", code=2) from None
+    except PermissionError:
+        raise UserError(f"{shown}: cannot read: permission denied", code=2) from None
+    except OSError as exc:
+        raise UserError(f"{shown}: cannot read: {exc.strerror or exc}", code=2) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(f"{shown}: line {line}: not valid TOML: the file is not UTF-8 text", code=2) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", msg)
+        if m:
+            what = msg[: m.start()]
+            raise UserError(f"{shown}: line {m.group(1)}: not valid TOML: {what} (column {m.group(2)})", code=2) from None
+        m = re.search(r"\s*\(at end of document\)$", msg)
+        if m:
+            msg = msg[: m.start()]
+            # tomllib reports some errors (a repeated key) only at the end
+            raise UserError(f"{shown}: line {text.count(chr(10)) + 1}: not valid TOML: {msg} (at the end of the file)", code=2) from None
+        raise UserError(f"{shown}: not valid TOML: {msg}", code=2) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, validate and resolve the config file at ``path``.
+
+    Relative paths in it are taken relative to the file and stored absolute;
+    ``password_env`` and ``password_command`` are resolved now, so the result
+    holds every password as a :class:`Secret`.  Raises ``UserError`` (code 2)
+    with a one-line message on any problem.  See also :func:`config_warnings`.
+    """
+    shown = os.fspath(path)
+    file = Path(os.path.expanduser(shown))
+    doc = _read_toml(file, shown)
+    reader = _Reader(file.resolve(), shown)
+
+    for key in doc:
+        if key in RESERVED_TOP_KEYS:
+            raise reader.fail(None, f"[{key}] is not supported yet by this version of flowtui; remove it")
+    reader.check_keys(doc, TOP_KEYS, "")
+    monitor = reader.monitor(doc)
+    parsed = reader.routes(doc, monitor)
+
+    # The whole file is valid: only now look passwords up (and run commands).
+    cache: dict[_PasswordSpec, Secret] = {}
+    routes = []
+    for fields, smtp, imap in parsed:
+        reader.where.route = f'route "{fields["name"]}"'
+        smtp["password"] = reader.secret(smtp["password"], f"smtp.{smtp['password'].kind}" if smtp["password"] else "", cache)
+        imap["password"] = reader.secret(imap["password"], f"imap.{imap['password'].kind}" if imap["password"] else "", cache)
+        routes.append(Route(smtp=ServerSettings(**smtp), imap=ImapSettings(**imap), **fields))
+    return Config(path=str(file.resolve()), monitor=monitor, routes=tuple(routes))
+
+
+def config_warnings(config: Config) -> list[str]:
+    """Things in a valid config worth a warning, one line each (file mode is read now)."""
+    shown = config.path
+    warnings: list[str] = []
+    literal = any(
+        server.password is not None and server.password.source == "literal"
+        for route in config.routes
+        for server in (route.smtp, route.imap)
+    )
+    if literal:
+        try:
+            mode = stat.S_IMODE(os.stat(config.path).st_mode)
+        except OSError:
+            mode = 0
+        if mode & 0o077:
+            warnings.append(
+                f"{shown}: holds a literal password but is readable by group or others "
+                f"(mode {mode:04o}); run 'chmod 600' on it, or use password_env / password_command"
+            )
+    for route in config.routes:
+        for kind, server in (("smtp", route.smtp), ("imap", route.imap)):
+            where = f'{shown}: route "{route.name}": {kind}'
+            if server.security is not Security.NONE and not server.verify_tls:
+                warnings.append(f"{where}.verify_tls: certificate verification is off; anyone on the path can read the password")
+            if server.security is Security.NONE and server.password is not None and not _is_loopback(server.host):
+                warnings.append(f"{where}.security: the password is sent unencrypted to {server.host}")
+    return warnings
