@@ -613,10 +613,13 @@ class Store:
         return db
 
     def _writer_main(self, ready: concurrent.futures.Future[None]) -> None:
+        db: Database | None = None
         try:
             db = self._open_writer()
             _migrate(db)
         except BaseException as exc:
+            if db is not None:
+                db.close()
             ready.set_exception(exc)
             return
         ready.set_result(None)
@@ -624,8 +627,15 @@ class Store:
             stopping = False
             while not stopping:
                 batch, stopping = self._collect()
-                if batch:
+                if not batch:
+                    continue
+                try:
                     self._apply_batch(db, batch)
+                except Exception as exc:  # a bug here must not leave flush() waiting forever
+                    log.exception("store: writer error")
+                    for op in batch:
+                        if op.future is not None and not op.future.done():
+                            op.future.set_exception(exc)
         finally:
             db.close()
 
@@ -653,28 +663,72 @@ class Store:
         return batch, False
 
     def _apply_batch(self, db: Database, batch: list[_Op]) -> None:
-        done: list[tuple[concurrent.futures.Future[Any], Any]] = []
-        try:
-            with db.atomic():
-                for group in _runs(batch):
-                    done.extend(self._apply(db, group))
-            self.commits += 1
-        except Exception:
-            log.exception("store: a batch of %d writes failed; applying them one by one", len(batch))
-            done = []
-            for op in batch:
-                try:
-                    with db.atomic():
-                        done.extend(self._apply(db, [op]))
-                    self.commits += 1
-                except Exception as exc:
-                    self.write_errors += 1
-                    log.error("store: dropped a %s write: %s", op.kind, exc)
-                    if op.future is not None:
-                        op.future.set_exception(exc)
+        """Apply ``batch`` in one transaction; retry while the file is locked.
+
+        A locked or busy database (another process holding the write lock
+        past the busy timeout) is transient: the batch is retried with
+        backoff, never dropped, and meanwhile the bounded queue fills up and
+        makes writers fail loudly. Any other error is the data's: the batch
+        is rolled back and re-applied one op per transaction, and only the
+        ops that fail on their own are dropped (logged, ``write_errors``).
+        """
+        delay = 0.05
+        while True:
+            try:
+                done = self._transaction(db, batch)
+                break
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    done = self._one_by_one(db, batch)
+                    break
+                if self._closed.is_set() and delay >= 1.0:
+                    log.error("store: database still locked while closing; dropping %d writes", len(batch))
+                    self.write_errors += len(batch)
+                    self._fail(batch, exc)
+                    return
+                log.warning("store: database is locked; retrying %d writes in %.2fs", len(batch), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            except Exception:
+                log.exception("store: a batch of %d writes failed; applying them one by one", len(batch))
+                done = self._one_by_one(db, batch)
+                break
         for fut, value in done:  # after the commit: a flush means "committed"
             if not fut.done():
                 fut.set_result(value)
+
+    def _transaction(self, db: Database, ops: list[_Op]) -> list[tuple[concurrent.futures.Future[Any], Any]]:
+        """Apply ``ops`` in one write transaction (BEGIN IMMEDIATE: the write lock
+        is taken up front, so a busy database waits the busy timeout rather
+        than failing half-way on a read-to-write upgrade)."""
+        done: list[tuple[concurrent.futures.Future[Any], Any]] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for group in _runs(ops):
+                done.extend(self._apply(db, group))
+            db.execute("COMMIT")
+        except BaseException:
+            db.rollback()
+            raise
+        self.commits += 1
+        return done
+
+    def _one_by_one(self, db: Database, batch: list[_Op]) -> list[tuple[concurrent.futures.Future[Any], Any]]:
+        done: list[tuple[concurrent.futures.Future[Any], Any]] = []
+        for op in batch:
+            try:
+                done.extend(self._transaction(db, [op]))
+            except Exception as exc:
+                self.write_errors += 1
+                log.error("store: dropped a %s write: %s", op.kind, exc)
+                self._fail([op], exc)
+        return done
+
+    @staticmethod
+    def _fail(ops: list[_Op], exc: BaseException) -> None:
+        for op in ops:
+            if op.future is not None and not op.future.done():
+                op.future.set_exception(exc)
 
     def _apply(self, db: Database, ops: list[_Op]) -> list[tuple[concurrent.futures.Future[Any], Any]]:
         """Apply a run of same-kind ops inside the open transaction."""
@@ -854,6 +908,11 @@ class Store:
             (domain, kind, n),
         ).fetchall()
         return [DnsCheckRecord(**dict(r)) for r in reversed(rows)]
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def _runs(batch: Iterable[_Op]) -> list[list[_Op]]:

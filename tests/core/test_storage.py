@@ -501,3 +501,24 @@ def test_sidecar_files_left_too_open_are_tightened(db_path: Path) -> None:
                 assert stat.S_IMODE((db_path.parent / name).stat().st_mode) == 0o600, name
     finally:
         other.close()
+
+
+def test_a_stuck_writer_makes_writes_fail_instead_of_queueing_forever(db_path: Path) -> None:
+    s = Store(db_path, queue_size=2, batch_size=1, batch_delay_s=0, put_timeout_s=0.1)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")  # the writer waits on this lock (busy timeout 5 s)
+        written = []
+        with pytest.raises(StoreError, match="stuck"):
+            for i in range(10):
+                s.write_result(_pending(i))
+                written.append(i)
+        assert 2 <= len(written) <= 3  # one in the writer's hands, two in the queue
+        blocker.execute("ROLLBACK")
+        s.flush_sync(timeout=5)
+        # the lock was transient: nothing accepted was dropped
+        assert [r.seq for r in s.last_probes("r1")] == written
+        assert s.write_errors == 0
+    finally:
+        blocker.close()
+        s.close()
