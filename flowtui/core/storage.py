@@ -217,7 +217,14 @@ def _migrate(db: Database) -> int:
 
 
 def _public(value: Any) -> Any:
-    """A JSON-able copy of ``value`` with every Secret left out (only its source kept)."""
+    """A JSON-able copy of ``value`` with every Secret left out.
+
+    A Secret held by a dataclass field ``x`` becomes ``x_source`` (where it
+    comes from, safe to show); a Secret anywhere else becomes None. The
+    Secret test comes first: a Secret is itself a dataclass.
+    """
+    if isinstance(value, Secret):
+        return None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out: dict[str, Any] = {}
         for f in dataclasses.fields(value):
@@ -227,8 +234,6 @@ def _public(value: Any) -> Any:
             else:
                 out[f.name] = _public(item)
         return out
-    if isinstance(value, Secret):  # pragma: no cover - caught above for fields
-        return None
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, (list, tuple)):

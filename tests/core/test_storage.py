@@ -441,6 +441,16 @@ def test_passwords_never_enter_the_database(db_path: Path) -> None:
     assert password.encode() not in db_path.read_bytes()
 
 
+def test_secrets_are_left_out_wherever_they_sit() -> None:
+    from flowtui.core.storage import _public
+
+    nested = {"tokens": (Secret("tok-1"), [Secret("tok-2")]), "server": ServerSettings("h", 25, Security.NONE, password=Secret("pw", "command"))}
+    out = _public(nested)
+    assert out["tokens"] == [None, [None]]
+    assert out["server"]["password_source"] == "command" and "password" not in out["server"]
+    assert "tok-1" not in repr(out) and "'pw'" not in repr(out)
+
+
 def test_routes_keep_first_seen_and_update_config(store: Store) -> None:
     store.write_result(_pending(1, route="auto", sent_at=500.0))  # a probe alone registers its route
     store.write_route(_route("x"), seen_at=1000.0)
