@@ -783,7 +783,9 @@ class Store:
         elif kind == "prune":
             for op in ops:
                 cutoff = op.payload
-                db.execute("DELETE FROM hops WHERE probe_id IN (SELECT probe_id FROM probes WHERE sent_at < ?)", (cutoff,))
+                db.execute(
+                    "DELETE FROM hops WHERE probe_id IN (SELECT probe_id FROM probes WHERE sent_at < ?)", (cutoff,)
+                )
                 deleted = db.execute("DELETE FROM probes WHERE sent_at < ?", (cutoff,)).rowcount
                 db.execute("DELETE FROM alerts WHERE state = 'resolved' AND resolved_at < ?", (cutoff,))
                 db.execute("DELETE FROM dns_checks WHERE checked_at < ?", (cutoff,))

@@ -39,6 +39,7 @@ from flowtui.core.storage import (
 )
 
 UTC = timezone.utc
+DKIM_PROPS = (("header.d", "example.org"), ("header.s", "s1"))
 
 
 def _writer_threads() -> list[threading.Thread]:
@@ -106,11 +107,11 @@ def _delivered(p: ProbeResult, total: float = 4.25) -> ProbeResult:
     auth = AuthResults(
         authserv_id="mx.example.net",
         spf=MethodResult("spf", "pass", properties=(("smtp.mailfrom", "example.org"),)),
-        dkim=MethodResult("dkim", "pass", reason="good sig", properties=(("header.d", "example.org"), ("header.s", "s1"))),
+        dkim=MethodResult("dkim", "pass", reason="good sig", properties=DKIM_PROPS),
         dmarc=MethodResult("dmarc", "fail", reason="policy", comment="p=none"),
         results=(
             MethodResult("spf", "pass", properties=(("smtp.mailfrom", "example.org"),)),
-            MethodResult("dkim", "pass", reason="good sig", properties=(("header.d", "example.org"), ("header.s", "s1"))),
+            MethodResult("dkim", "pass", reason="good sig", properties=DKIM_PROPS),
             MethodResult("dmarc", "fail", reason="policy", comment="p=none"),
         ),
         warnings=("two headers, used the top one",),
@@ -305,7 +306,8 @@ def test_window_stats_against_an_independent_computation(store: Store) -> None:
     for i, total in enumerate(totals):
         store.write_result(_delivered(_pending(i, sent_at=base + i * 60), total=total))
     store.write_result(dataclasses.replace(_pending(100, sent_at=base + 2000), state=ProbeState.LOST))
-    store.write_result(dataclasses.replace(_delivered(_pending(101, sent_at=base + 2100), total=700.0), state=ProbeState.LATE))
+    late = _delivered(_pending(101, sent_at=base + 2100), total=700.0)
+    store.write_result(dataclasses.replace(late, state=ProbeState.LATE))
     store.write_result(_pending(102, sent_at=base + 2200))
     # outside the window, and another route: both left out
     store.write_result(_delivered(_pending(103, sent_at=base - 10), total=1000.0))
@@ -418,7 +420,9 @@ def _route(password: str) -> Route:
         smtp=ServerSettings(
             "smtp.example.org", 587, Security.STARTTLS, username="mon", password=Secret(password, "env FLOWTUI_SMTP")
         ),
-        imap=ImapSettings("imap.example.net", 993, Security.TLS, username="probe", password=Secret(password, "literal")),
+        imap=ImapSettings(
+            "imap.example.net", 993, Security.TLS, username="probe", password=Secret(password, "literal")
+        ),
     )
 
 
@@ -444,7 +448,10 @@ def test_passwords_never_enter_the_database(db_path: Path) -> None:
 def test_secrets_are_left_out_wherever_they_sit() -> None:
     from flowtui.core.storage import _public
 
-    nested = {"tokens": (Secret("tok-1"), [Secret("tok-2")]), "server": ServerSettings("h", 25, Security.NONE, password=Secret("pw", "command"))}
+    nested = {
+        "tokens": (Secret("tok-1"), [Secret("tok-2")]),
+        "server": ServerSettings("h", 25, Security.NONE, password=Secret("pw", "command")),
+    }
     out = _public(nested)
     assert out["tokens"] == [None, [None]]
     assert out["server"]["password_source"] == "command" and "password" not in out["server"]
