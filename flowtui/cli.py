@@ -98,11 +98,51 @@ def _run_check(args: argparse.Namespace) -> int:
     return checkcmd.main(args)
 
 
+def _run_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the monitor (--headless: one line per result on stdout)",
+        description="Runs the monitor on a config. With --headless it prints one line per "
+        "probe result and stops cleanly on SIGINT/SIGTERM.",
+    )
+    p.add_argument("-c", "--config", required=True, metavar="FILE")
+    p.add_argument("--headless", action="store_true", help="no UI: one line per result on stdout")
+    p.add_argument("--json", action="store_true", help="with --headless: one JSON object per line")
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from flowtui import headless
+    from flowtui.core.config import config_warnings, load_config
+
+    config = load_config(args.config)
+    for warning in config_warnings(config):
+        print(f"flowtui: warning: {warning}", file=sys.stderr)
+    if not args.headless:
+        print("flowtui: the full-screen UI is not built yet; running headless", file=sys.stderr)
+    return asyncio.run(headless.run(config, as_json=args.json))
+
+
+def _probe_parser(sub: argparse._SubParsersAction) -> None:
+    from flowtui import probecmd
+
+    probecmd.add_parser(sub)
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from flowtui import probecmd
+
+    return probecmd.main(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Handler]] = {
     "lab": (_lab_parser, _run_lab),
     "demo": (_demo_parser, _run_demo),
     "path": (_path_parser, _run_path),
     "check": (_check_parser, _run_check),
+    "run": (_run_parser, _run_run),
+    "probe": (_probe_parser, _run_probe),
 }
 
 

@@ -1,0 +1,381 @@
+"""Watching a mailbox for probes over IMAP.
+
+One long-lived connection per mailbox; IDLE where the server offers it,
+polling otherwise; reconnect with backoff after any drop.
+
+Safety: a message is looked at only if a server-side ``UID SEARCH HEADER
+X-Flowtui-Probe ""`` names it, and then only that one header field is
+fetched (``BODY.PEEK``, so not even \\Seen changes). Only when the token in it
+verifies with this installation's secret is the message fetched whole, and
+then deleted by its UID alone (UID EXPUNGE). Nothing else is ever flagged,
+moved, body-fetched or deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.message import Message
+from email.utils import parsedate_to_datetime
+
+import aioimaplib
+from aioimaplib.aioimaplib import Command
+
+from flowtui.core.model import ImapSettings, Security
+from flowtui.core.probes.smtp import tls_context
+from flowtui.core.token import HEADER, Token, verify_token
+
+log = logging.getLogger("flowtui.imap")
+
+_UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]", re.I)
+_UIDNEXT = re.compile(rb"\[UIDNEXT (\d+)\]", re.I)
+_FETCH_UID = re.compile(rb"UID (\d+)", re.I)
+_INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"', re.I)
+_LIST_LINE = re.compile(rb'^\(([^)]*)\) (?:"[^"]*"|NIL) (.+)$')
+BACKOFF_S = (1, 2, 4, 8, 15, 30, 60)
+
+
+class LoginFailed(Exception):
+    """The server refused the credentials (its words in the message)."""
+
+
+@dataclass(frozen=True)
+class FoundProbe:
+    """A verified probe in a watched folder."""
+
+    token: Token
+    message: Message
+    folder: str
+    junk: bool
+    uid: int
+    detected_mono: float
+    detected_wall: float
+    uncertainty_s: float  # how late the detection may be compared with the arrival
+    live: bool  # seen as it arrived (push/poll); False: found by a scan after (re)connecting
+
+
+@dataclass
+class _Folder:
+    name: str
+    junk: bool
+    uidvalidity: int | None = None
+    last_uid: int = 0  # highest UID looked at
+    checked: set[int] = field(default_factory=set)  # candidate UIDs that were not our probes
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _literals(resp) -> list[tuple[int | None, bytes, bytes]]:
+    """(uid, literal, fetch line) of each message in a FETCH response."""
+    out = []
+    lines = resp.lines
+    for i, line in enumerate(lines):
+        if isinstance(line, bytearray) and i > 0:
+            head = bytes(lines[i - 1])
+            tail = bytes(lines[i + 1]) if i + 1 < len(lines) and not isinstance(lines[i + 1], bytearray) else b""
+            m = _FETCH_UID.search(head) or _FETCH_UID.search(tail)
+            out.append((int(m.group(1)) if m else None, bytes(line), head + tail))
+    return out
+
+
+async def open_connection(settings: ImapSettings) -> aioimaplib.IMAP4:
+    """Connect (TLS / STARTTLS / plain) and log in. Raises LoginFailed or a connection error."""
+    if settings.security is Security.TLS:
+        imap = aioimaplib.IMAP4_SSL(
+            settings.host, settings.port, ssl_context=tls_context(settings), timeout=settings.timeout_s
+        )
+    else:
+        imap = aioimaplib.IMAP4(settings.host, settings.port, timeout=settings.timeout_s)
+    await imap.wait_hello_from_server()
+    if settings.security is Security.STARTTLS:
+        await starttls(imap, settings)
+    if settings.username:
+        r = await imap.login(settings.username, settings.password.value if settings.password else "")
+        if r.result != "OK":
+            words = " ".join(b.decode(errors="replace") for b in r.lines if isinstance(b, bytes))
+            raise LoginFailed(f"login refused: {words or r.result}")
+    return imap
+
+
+async def starttls(imap: aioimaplib.IMAP4, settings: ImapSettings) -> None:
+    """IMAP STARTTLS (RFC 3501 6.2.1), which aioimaplib lacks: upgrade its transport in place."""
+    proto = imap.protocol
+    if "STARTTLS" not in proto.capabilities:
+        raise LoginFailed("the server does not offer STARTTLS (the route requires it)")
+    r = await asyncio.wait_for(proto.execute(Command("STARTTLS", proto.new_tag(), loop=proto.loop)), settings.timeout_s)
+    if r.result != "OK":
+        raise LoginFailed(f"STARTTLS refused: {r.result}")
+    loop = asyncio.get_running_loop()
+    proto.transport = await loop.start_tls(
+        proto.transport, proto, tls_context(settings), server_hostname=settings.host
+    )
+    await asyncio.wait_for(proto.capability(), settings.timeout_s)  # capabilities may change after TLS
+
+
+class MailboxWatcher:
+    """Watches one mailbox's folders for verified probes, forever (until cancelled)."""
+
+    def __init__(
+        self,
+        settings: ImapSettings,
+        key: bytes,
+        on_probe: Callable[[FoundProbe], Awaitable[None]],
+        on_state: Callable[[str, str], None] = lambda state, detail: None,
+        folders: tuple[str, ...] | None = None,
+        junk_folders: tuple[str, ...] | None = None,
+        busy: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.settings = settings
+        self.key = key
+        self.on_probe = on_probe
+        self.on_state = on_state
+        self.busy = busy  # True while probes are pending: junk folders are then checked often
+        self.folder_names = folders or settings.folders
+        self.junk_names = junk_folders if junk_folders is not None else settings.junk_folders
+        self.name = f"{settings.username or ''}@{settings.host}:{settings.port}"
+        self.state = "starting"
+        self.connected_once = asyncio.Event()
+        self.capabilities: set[str] = set()
+        self.deleted = 0
+        self.left_in_place = 0
+        self._imap: aioimaplib.IMAP4 | None = None
+        self._folders: dict[str, _Folder] = {}
+        self.wake = asyncio.Event()  # set to make the watcher look now (e.g. a probe was just sent)
+
+    def _set_state(self, state: str, detail: str = "") -> None:
+        if state != self.state:
+            self.state = state
+            self.on_state(state, detail)
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._session()
+                failures = 0
+            except asyncio.CancelledError:
+                await self._close()
+                raise
+            except LoginFailed as exc:
+                failures += 1
+                self._set_state("down", f"{self.name}: {exc}")
+            except Exception as exc:  # any drop: record, back off, reconnect
+                failures += 1
+                detail = " ".join(str(exc).split()) or type(exc).__name__
+                self._set_state("reconnecting", f"{self.name}: {detail}")
+                log.info("%s: %s", self.name, detail)
+            await self._close()
+            delay = BACKOFF_S[min(failures, len(BACKOFF_S)) - 1] if failures else 1
+            await asyncio.sleep(delay)
+
+    async def _close(self) -> None:
+        imap, self._imap = self._imap, None
+        if imap is None:
+            return
+        try:
+            if imap.protocol and imap.protocol.has_pending_idle_command():
+                imap.idle_done()
+            await asyncio.wait_for(imap.logout(), 2)
+        except Exception:
+            pass
+        try:
+            if imap.protocol and imap.protocol.transport:
+                imap.protocol.transport.close()
+        except Exception:
+            pass
+
+    async def _session(self) -> None:
+        self._set_state("connecting", self.name)
+        imap = self._imap = await open_connection(self.settings)
+        self.capabilities = {c.upper() for c in imap.protocol.capabilities}
+        junk = self.junk_names
+        if junk is None:
+            junk = await self._special_use_junk(imap)
+        names = [(n, False) for n in self.folder_names] + [(n, True) for n in junk if n not in self.folder_names]
+        self._folders = {n: self._folders.get(n) or _Folder(n, j) for n, j in names}
+        # catch up on everything that arrived while we were away (not live)
+        for folder in self._folders.values():
+            await self._check(imap, folder, live=False)
+        primary = self._folders[self.folder_names[0]]
+        await self._select(imap, primary)
+        idle = "IDLE" in self.capabilities
+        self._set_state("idle" if idle else "polling", self.name)
+        self.connected_once.set()
+        last_junk_check = time.monotonic()
+        while True:
+            pushed = await (self._idle_once(imap) if idle else self._poll_wait())
+            await self._check(imap, primary, live=True, pushed_at=pushed)
+            others = [f for f in self._folders.values() if f is not primary]
+            junk_every = min(self.settings.poll_interval_s, 5.0) if self.busy() else 60.0
+            if others and time.monotonic() - last_junk_check >= junk_every:
+                for folder in others:
+                    await self._check(imap, folder, live=True)
+                await self._select(imap, primary)
+                last_junk_check = time.monotonic()
+
+    async def _special_use_junk(self, imap) -> tuple[str, ...]:
+        if "SPECIAL-USE" not in self.capabilities and "XLIST" not in self.capabilities:
+            return ()
+        r = await imap.list('""', '"*"')
+        found = []
+        for line in r.lines:
+            if not isinstance(line, bytes):
+                continue
+            m = _LIST_LINE.match(line)
+            if m and b"\\junk" in m.group(1).lower():
+                found.append(m.group(2).decode(errors="replace").strip('"'))
+        return tuple(found)
+
+    async def _select(self, imap, folder: _Folder) -> None:
+        r = await imap.select(quote(folder.name))
+        if r.result != "OK":
+            raise RuntimeError(f"cannot select {folder.name!r}: {r.result}")
+        text = b" ".join(x for x in r.lines if isinstance(x, bytes))
+        m = _UIDVALIDITY.search(text)
+        validity = int(m.group(1)) if m else None
+        if folder.uidvalidity is not None and validity != folder.uidvalidity:
+            folder.last_uid, folder.checked = 0, set()  # the server renumbered the folder
+        folder.uidvalidity = validity
+
+    async def _idle_once(self, imap) -> float | None:
+        """IDLE until the server pushes EXISTS, the watcher is woken, or renew time; returns push instant."""
+        wait = self.settings.idle_renew_s
+        if self.busy():
+            wait = min(wait, 5.0)  # look again soon while probes are pending (junk, missed pushes)
+        idle = await imap.idle_start(timeout=wait + 5)
+        pushed = None
+        deadline = time.monotonic() + wait
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                waker = asyncio.ensure_future(self.wake.wait())
+                push = asyncio.ensure_future(imap.wait_server_push(timeout=left))
+                done, _ = await asyncio.wait({waker, push}, return_when=asyncio.FIRST_COMPLETED)
+                if push not in done:
+                    push.cancel()
+                    try:
+                        await push
+                    except (asyncio.CancelledError, TimeoutError, asyncio.TimeoutError):
+                        pass
+                    self.wake.clear()
+                    break
+                waker.cancel()
+                try:
+                    lines = push.result()
+                except (TimeoutError, asyncio.TimeoutError):
+                    break
+                if isinstance(lines, list) and any(
+                    isinstance(x, bytes) and x.rstrip().upper().endswith(b"EXISTS") for x in lines
+                ):
+                    pushed = time.monotonic()
+                    break
+                if lines == aioimaplib.STOP_WAIT_SERVER_PUSH or lines == [aioimaplib.STOP_WAIT_SERVER_PUSH]:
+                    break
+        finally:
+            if imap.protocol.has_pending_idle_command():
+                imap.idle_done()
+            try:
+                await asyncio.wait_for(idle, self.settings.timeout_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                pass
+        return pushed
+
+    async def _poll_wait(self) -> None:
+        wait = min(self.settings.poll_interval_s, 1.0) if self.busy() else self.settings.poll_interval_s
+        try:
+            async with asyncio.timeout(wait):
+                await self.wake.wait()
+        except TimeoutError:
+            pass
+        self.wake.clear()
+        return None
+
+    async def _check(self, imap, folder: _Folder, live: bool, pushed_at: float | None = None) -> None:
+        """Find new candidate probes in ``folder`` (selecting it) and hand over the verified ones."""
+        await self._select(imap, folder)
+        looked_at = time.monotonic()
+        r = await imap.uid_search("UID", f"{folder.last_uid + 1}:*", "HEADER", HEADER, '""', charset=None)
+        if r.result != "OK":
+            raise RuntimeError(f"search in {folder.name!r} failed: {r.result}")
+        uids = sorted(
+            int(u) for u in (r.lines[0].split() if r.lines and isinstance(r.lines[0], bytes) else [])
+            if u.isdigit() and int(u) > folder.last_uid and int(u) not in folder.checked
+        )
+        for uid in uids:
+            await self._consider(imap, folder, uid, live, pushed_at, looked_at)
+        if uids:
+            folder.last_uid = max(folder.last_uid, max(uids))
+
+    async def _consider(self, imap, folder: _Folder, uid: int, live: bool, pushed_at, looked_at) -> None:
+        # 1. only the token header field, without setting \Seen
+        r = await imap.uid("fetch", str(uid), f"(UID BODY.PEEK[HEADER.FIELDS ({HEADER.upper()})])")
+        token = None
+        for _uid, literal, _ in _literals(r):
+            msg = email.message_from_bytes(literal)
+            token = verify_token(self.key, msg.get(HEADER))
+        if token is None:
+            folder.checked.add(uid)  # not ours: never looked at again
+            return
+        # 2. a verified probe: the whole message, still without \Seen
+        r = await imap.uid("fetch", str(uid), "(UID INTERNALDATE BODY.PEEK[])")
+        parts = _literals(r)
+        if not parts:
+            return  # gone meanwhile (deleted by someone else)
+        _, raw, line = parts[0]
+        message = email.message_from_bytes(raw, policy=email.policy.compat32)
+        again = verify_token(self.key, message.get(HEADER))
+        if again is None or again.probe_id != token.probe_id:
+            folder.checked.add(uid)
+            return
+        now_wall, now_mono = time.time(), time.monotonic()
+        if live:
+            at = pushed_at if pushed_at is not None else looked_at
+            detected_mono = at
+            detected_wall = now_wall - (now_mono - at)
+            uncertainty = 0.0 if pushed_at is not None else (
+                min(self.settings.poll_interval_s, 1.0) if self.busy() else self.settings.poll_interval_s
+            )
+            if "IDLE" in self.capabilities and pushed_at is None:
+                uncertainty = min(self.settings.idle_renew_s, 5.0)
+        else:  # it arrived while we were not watching: the server's arrival time, to the second
+            arrived = _internaldate(line)
+            detected_wall = arrived if arrived is not None else now_wall
+            detected_mono = now_mono - (now_wall - detected_wall)
+            uncertainty = 1.0 if arrived is not None else float("nan")
+        found = FoundProbe(token, message, folder.name, folder.junk, uid, detected_mono, detected_wall, uncertainty, live)
+        await self.on_probe(found)
+        await self._delete(imap, uid)
+        folder.checked.add(uid)
+
+    async def _delete(self, imap, uid: int) -> None:
+        """Remove exactly this probe: UID STORE \\Deleted + UID EXPUNGE of that UID only."""
+        if "UIDPLUS" not in self.capabilities:
+            # EXPUNGE would also remove messages someone else marked \Deleted: leave the probe
+            self.left_in_place += 1
+            log.warning("%s: no UIDPLUS, probe UID %s left in the mailbox", self.name, uid)
+            return
+        r = await imap.uid("store", str(uid), "+FLAGS.SILENT", r"(\Deleted)")
+        if r.result == "OK":
+            r = await imap.uid("expunge", str(uid))
+            if r.result == "OK":
+                self.deleted += 1
+
+
+def _internaldate(fetch_line: bytes) -> float | None:
+    m = _INTERNALDATE.search(fetch_line)
+    if not m:
+        return None
+    try:
+        return parsedate_to_datetime(m.group(1).decode().replace("-", " ", 2)).timestamp()
+    except (TypeError, ValueError):
+        return None

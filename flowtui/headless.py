@@ -1,0 +1,84 @@
+"""The monitor without a UI: one line per probe result on stdout. Core only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from datetime import datetime, timezone
+from typing import TextIO
+
+from flowtui.core.engine import Engine
+from flowtui.core.events import EventBus, MailboxStateChanged, ProbeCompleted
+from flowtui.core.headers import safe_text
+from flowtui.core.model import Config, ProbeResult, ProbeState
+from flowtui.core.storage import Store
+
+
+def _stamp(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}s"
+
+
+def result_line(r: ProbeResult) -> str:
+    head = f"{_stamp(r.detected_at or r.sent_at)} {safe_text(r.route)} #{r.seq} {r.state.value}"
+    if r.state is ProbeState.SEND_FAILED:
+        return f"{head} at {r.error_phase}: {safe_text(r.error)}"
+    if r.state is ProbeState.PENDING:
+        return f"{head} submit={_s(r.submit_s)} queue_id={safe_text(r.queue_id or '-')}"
+    if r.state is ProbeState.LOST:
+        return f"{head} not seen within the timeout"
+    unc = f" ±{r.detect_uncertainty_s:.3f}s" if r.detect_uncertainty_s else ""
+    return (
+        f"{head} total={_s(r.total_s)}{unc} submit={_s(r.submit_s)} transit={_s(r.transit_s)} "
+        f"hops={len(r.hops)} folder={safe_text(r.folder or '-')}"
+    )
+
+
+def result_json(r: ProbeResult) -> str:
+    return json.dumps({
+        "route": r.route, "seq": r.seq, "probe_id": r.probe_id, "state": r.state.value,
+        "sent_at": r.sent_at, "detected_at": r.detected_at, "submit_s": r.submit_s,
+        "transit_s": r.transit_s, "total_s": r.total_s, "uncertainty_s": r.detect_uncertainty_s,
+        "hops": len(r.hops), "folder": r.folder, "queue_id": r.queue_id,
+        "error": r.error, "error_phase": r.error_phase,
+    })
+
+
+async def run(config: Config, out: TextIO = sys.stdout, as_json: bool = False, show_pending: bool = False) -> int:
+    store = Store(config.monitor.database)
+    bus = EventBus()
+    sub = bus.subscribe()
+    engine = Engine(config, store, bus)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def printer() -> None:
+        async for event in sub:
+            if isinstance(event, ProbeCompleted):
+                r = event.result
+                if r.state is ProbeState.PENDING and not show_pending:
+                    continue
+                print(result_json(r) if as_json else result_line(r), file=out, flush=True)
+            elif isinstance(event, MailboxStateChanged) and not as_json:
+                print(f"mailbox {safe_text(event.mailbox)}: {event.state} {safe_text(event.detail)}".rstrip(),
+                      file=out, flush=True)
+
+    printing = asyncio.create_task(printer())
+    try:
+        await engine.start()
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await engine.stop()
+        sub.close()
+        await asyncio.gather(printing, return_exceptions=True)
+        store.close()
+    return 0

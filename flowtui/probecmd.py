@@ -1,0 +1,104 @@
+"""``flowtui probe``: one probe per route, as a Nagios / Icinga / Checkmk check.
+
+Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; one line with perfdata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from flowtui.core.errors import UserError
+from flowtui.core.headers import safe_text
+from flowtui.core.model import ProbeResult, ProbeState, Route
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "probe",
+        help="send one probe per route and wait for it (Nagios-plugin output and exit code)",
+        description="Sends one probe along each route (or ROUTE), waits for it, prints one "
+        "Nagios-plugin line with perfdata. Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+    )
+    p.add_argument("-c", "--config", required=True, metavar="FILE")
+    p.add_argument("route", nargs="?", metavar="ROUTE", help="only this route")
+    p.add_argument("--timeout", metavar="DURATION", help="wait at most this long (default: the route's timeout)")
+
+
+def verdict(route: Route, r: ProbeResult) -> tuple[int, str]:
+    if r.state is ProbeState.DELIVERED:
+        t = r.total_s or 0.0
+        code = CRITICAL if t >= route.crit_s else WARNING if t >= route.warn_s else OK
+        return code, f"{route.name}: delivered in {t:.2f}s via {len(r.hops)} hops"
+    if r.state is ProbeState.SEND_FAILED:
+        return CRITICAL, f"{route.name}: send failed at {r.error_phase}: {safe_text(r.error)}"
+    if r.state is ProbeState.LOST:
+        return CRITICAL, f"{route.name}: not delivered within {route.timeout_s:g}s"
+    if r.state is ProbeState.JUNK:
+        return WARNING, f"{route.name}: delivered to junk folder {safe_text(r.folder)}"
+    if r.state is ProbeState.LATE:
+        return WARNING, f"{route.name}: delivered late ({(r.total_s or 0):.2f}s)"
+    if r.state is ProbeState.CORRUPTED:
+        return CRITICAL, f"{route.name}: content changed in transit"
+    return CRITICAL, f"{route.name}: {r.state.value}"
+
+
+def perfdata(route: Route, r: ProbeResult) -> str:
+    def v(x: float | None) -> str:
+        return "U" if x is None else f"{x:.3f}s"
+
+    name = route.name.replace("'", "")
+    return (
+        f"'{name}_submit'={v(r.submit_s)} '{name}_transit'={v(r.transit_s)} "
+        f"'{name}_total'={v(r.total_s)};{route.warn_s:g};{route.crit_s:g} '{name}_hops'={len(r.hops)}"
+    )
+
+
+async def _probe_all(config, routes, timeout: float | None) -> list[tuple[Route, ProbeResult]]:
+    from flowtui.core.engine import Engine
+    from flowtui.core.events import EventBus
+    from flowtui.core.storage import Store
+
+    store = Store(config.monitor.database)
+    engine = Engine(config, store, EventBus())
+    try:
+        await engine.start(schedule=False)
+        await engine.wait_ready(timeout=min(r.imap.timeout_s for r in routes))
+        results = await asyncio.gather(*(engine.probe_once(r, timeout) for r in routes))
+        return list(zip(routes, results))
+    finally:
+        await engine.stop()
+        store.close()
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        from flowtui.core.config import load_config, parse_duration
+
+        config = load_config(args.config)
+        routes = [r for r in config.routes if args.route in (None, r.name)]
+        if not routes:
+            raise UserError(f"{args.config}: no route named {args.route!r}")
+        timeout = parse_duration(args.timeout) if args.timeout else None
+    except UserError as exc:  # Nagios wants UNKNOWN for a check that cannot run
+        print(f"FLOWTUI UNKNOWN - {exc}")
+        return UNKNOWN
+    try:
+        outcome = asyncio.run(_probe_all(config, routes, timeout))
+    except UserError as exc:
+        print(f"FLOWTUI UNKNOWN - {exc}")
+        return UNKNOWN
+    code = OK
+    texts, perf = [], []
+    for route, r in outcome:
+        c, text = verdict(route, r)
+        code = max(code, c)
+        texts.append(text)
+        perf.append(perfdata(route, r))
+    print(f"FLOWTUI {NAMES[code]} - {'; '.join(texts)} | {' '.join(perf)}")
+    sys.stdout.flush()
+    return code
