@@ -21,7 +21,6 @@ import re
 import secrets
 import ssl
 import time
-import warnings
 from argparse import Namespace
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -45,8 +44,8 @@ from flowtui.lab.common import (
 )
 
 log = logging.getLogger("flowtui.lab.embedded")
-# aiosmtpd warns about its own deprecated attribute whenever AUTH succeeds
-warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+# aiosmtpd logs a warning about its own deprecated attribute whenever AUTH succeeds
+logging.getLogger("mail.log").addFilter(lambda rec: "login_data is deprecated" not in rec.getMessage())
 
 RETRY_S = 1.0  # like the Postfix lab's queue_run_delay / backoff
 QUEUE_LIFETIME_S = 600.0  # a message no next hop took by then is dropped (and logged)
