@@ -16,6 +16,15 @@ from flowtui.core.errors import UserError
 Handler = Callable[[argparse.Namespace], int]
 
 
+def _hop_arg(text: str) -> int | str:
+    if text.lower() == "imap":
+        return "imap"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a hop number (1, 2, ...) or 'imap'")
+
+
 def _lab_parser(sub: argparse._SubParsersAction) -> None:
     lab = sub.add_parser(
         "lab",
@@ -29,7 +38,7 @@ def _lab_parser(sub: argparse._SubParsersAction) -> None:
         p = lsub.add_parser(name, help=help_, description=help_)
         p.add_argument("--dir", required=True, metavar="DIR", help="the lab's directory")
         if hop:
-            p.add_argument("hop", type=int, metavar="HOP", help="hop number, 1 = the submission hop")
+            p.add_argument("hop", type=_hop_arg, metavar="HOP", help="hop number (1 = the submission hop), or 'imap' for the mailbox server")
         return p
 
     up = add("up", "start a lab and write DIR/lab.toml")

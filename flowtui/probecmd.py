@@ -58,7 +58,7 @@ def perfdata(route: Route, r: ProbeResult) -> str:
     )
 
 
-async def _probe_all(config, routes, timeout: float | None) -> list[tuple[Route, ProbeResult]]:
+async def _probe_all(config, routes, timeout: float | None) -> tuple[list[tuple[Route, ProbeResult]], dict[str, str]]:
     from flowtui.core.engine import Engine
     from flowtui.core.events import EventBus
     from flowtui.core.storage import Store
@@ -68,8 +68,15 @@ async def _probe_all(config, routes, timeout: float | None) -> list[tuple[Route,
     try:
         await engine.start(schedule=False)
         await engine.wait_ready(timeout=min(r.imap.timeout_s for r in routes))
-        results = await asyncio.gather(*(engine.probe_once(r, timeout) for r in routes))
-        return list(zip(routes, results))
+        # a mailbox that refuses the login cannot see any probe: say so at once
+        refused = {
+            r.name: engine.route_watcher[r.name].detail
+            for r in routes
+            if engine.route_watcher[r.name].state == "down"
+        }
+        todo = [r for r in routes if r.name not in refused]
+        results = await asyncio.gather(*(engine.probe_once(r, timeout) for r in todo))
+        return list(zip(todo, results)), refused
     finally:
         await engine.stop()
         store.close()
@@ -88,17 +95,18 @@ def main(args: argparse.Namespace) -> int:
         print(f"FLOWTUI UNKNOWN - {exc}")
         return UNKNOWN
     try:
-        outcome = asyncio.run(_probe_all(config, routes, timeout))
+        outcome, refused = asyncio.run(_probe_all(config, routes, timeout))
     except UserError as exc:
         print(f"FLOWTUI UNKNOWN - {exc}")
         return UNKNOWN
-    code = OK
-    texts, perf = [], []
+    code = CRITICAL if refused else OK
+    texts = [f"{name}: mailbox {safe_text(detail)}" for name, detail in refused.items()]
+    perf = []
     for route, r in outcome:
         c, text = verdict(route, r)
         code = max(code, c)
         texts.append(text)
         perf.append(perfdata(route, r))
-    print(f"FLOWTUI {NAMES[code]} - {'; '.join(texts)} | {' '.join(perf)}")
+    print(f"FLOWTUI {NAMES[code]} - {'; '.join(texts)}" + (f" | {' '.join(perf)}" if perf else ""))
     sys.stdout.flush()
     return code

@@ -344,6 +344,8 @@ class _Reader:
                 fields["attachment_bytes"] = parse_size(table["attachment_size"])
             except ValueError as exc:
                 raise self.fail("attachment_size", str(exc)) from None
+        if "jitter" not in table:  # the default never clashes with a short interval
+            fields["jitter_s"] = min(fields["jitter_s"], fields["interval_s"] / 10)
         if fields["jitter_s"] >= fields["interval_s"]:
             raise self.fail("jitter", f"must be less than the interval ({format_duration(fields['interval_s'])})")
 

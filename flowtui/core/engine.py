@@ -52,6 +52,7 @@ class Engine:
         self._seq: dict[str, int] = {}
         self._tasks: list[asyncio.Task] = []
         self._sends: set[asyncio.Task] = set()
+        self._arrived: dict[str, _Pending] = {}  # decided by an arrival, waiting for its removal
 
     # -------------------------------------------------------------- set-up
     async def start(self, schedule: bool = True) -> None:
@@ -71,6 +72,7 @@ class Engine:
                 routes[0].imap, self.key, self._on_found,
                 folders=folders, junk_folders=junk,
                 busy=lambda names=tuple(r.name for r in routes): self._busy(names),
+                on_removed=self._on_removed,
             )
             watcher.on_state = lambda state, detail, w=watcher: self.bus.publish(
                 MailboxStateChanged(w.name, state, detail)
@@ -161,7 +163,7 @@ class Engine:
         watcher = self.route_watcher.get(route.name)
         if watcher is not None:
             watcher.wake.set()  # look soon, so junk folders are covered while pending
-        out = await send_probe(route.smtp, route.mail_from, route.rcpt_to, probe.data)
+        out = await send_probe(route.smtp, route.mail_from, route.rcpt_to, probe.data, start_mono=pending.t0_mono)
         if pending.result.state is not ProbeState.PENDING:
             return pending  # it arrived before the 250 came back (fast loopback)
         if out.ok:
@@ -177,14 +179,22 @@ class Engine:
             ))
         return pending
 
-    def _update(self, pending: _Pending, result: ProbeResult) -> None:
+    def _update(self, pending: _Pending, result: ProbeResult, arrived: bool = False) -> None:
         pending.result = result
         self.store.write_result(result)
         self.bus.publish(ProbeCompleted(result))
-        if result.state is not ProbeState.PENDING and result.state is not ProbeState.LOST:
+        if arrived:  # done once the watcher has removed it from the mailbox
+            self.pending.pop(result.probe_id, None)
+            self._arrived[result.probe_id] = pending
+        elif result.state is not ProbeState.PENDING and result.state is not ProbeState.LOST:
             pending.done.set()
             self.pending.pop(result.probe_id, None)
         elif result.state is ProbeState.LOST:
+            pending.done.set()
+
+    def _on_removed(self, found: FoundProbe, removed: bool) -> None:
+        pending = self._arrived.pop(found.token.probe_id, None)
+        if pending is not None:
             pending.done.set()
 
     # ------------------------------------------------------------ arrivals
@@ -230,7 +240,7 @@ class Engine:
             r, state=state, total_s=total, transit_s=transit, detected_at=found.detected_wall,
             detect_uncertainty_s=None if unc is None or math.isnan(unc) else unc,
             folder=found.folder, hops=path.hops, auth=auth, content_ok=content_ok, phases=phases,
-        ))
+        ), arrived=True)
 
     async def _expire_loop(self) -> None:
         while True:

@@ -42,5 +42,14 @@ def main(args: argparse.Namespace) -> int:
         "stop": impl.stop_hop,
         "start": impl.start_hop,
     }
+    if args.hop == "imap":
+        imap_actions = {"stop": getattr(impl, "stop_imap", None), "start": getattr(impl, "start_imap", None)}
+        action = imap_actions.get(cmd)
+        if action is None:
+            from flowtui.core.errors import UserError
+
+            raise UserError(f"lab: '{cmd} imap' is not supported by the {LabState.load(args.dir).kind} lab")
+        print(action(args.dir))
+        return 0
     print(actions[cmd](args.dir, args.hop))
     return 0

@@ -500,3 +500,31 @@ def start_hop(lab_dir: str, hop: int) -> str:
     if port_answers(port):
         return f"hop {hop}: running on 127.0.0.1:{port}"
     raise UserError(f"lab: hop {hop}: started but 127.0.0.1:{port} does not answer")
+
+
+def stop_imap(lab_dir: str) -> str:
+    """Stop Dovecot (IMAP, IMAPS, LMTP): mail then waits in the last hop's queue."""
+    state = LabState.load(lab_dir)
+    base = Path(state.dir)
+    pid = _dovecot_pid(base)
+    if not (pid and pid_alive(pid)):
+        return "imap: already stopped"
+    everything = procs.tree(pid)
+    procs.kill_all({pid}, signal.SIGTERM)
+    left = procs.wait_all_gone(everything, timeout=8)
+    procs.kill_all(left)
+    wait_port_closed(state.imap_port)
+    return f"imap: stopped; 127.0.0.1:{state.imap_port} and :{state.imaps_port} refuse connections"
+
+
+def start_imap(lab_dir: str) -> str:
+    state = LabState.load(lab_dir)
+    base = Path(state.dir)
+    pid = _dovecot_pid(base)
+    if not (pid and pid_alive(pid)):
+        proc = _run([_tool("dovecot"), "-c", str(base / "dovecot" / "dovecot.conf")], base / "dovecot" / "start.out")
+        if proc.returncode != 0:
+            raise UserError(f"lab: dovecot did not start: {_last_line(proc)}")
+    wait_ports({"imap": state.imap_port, "lmtp": int(state.extra["lmtp_port"])}, timeout=20)
+    _record_pids(base, state)
+    return f"imap: running on 127.0.0.1:{state.imap_port} (imaps :{state.imaps_port})"

@@ -133,16 +133,19 @@ class MailboxWatcher:
         folders: tuple[str, ...] | None = None,
         junk_folders: tuple[str, ...] | None = None,
         busy: Callable[[], bool] = lambda: True,
+        on_removed: Callable[[FoundProbe, bool], None] = lambda found, removed: None,
     ) -> None:
         self.settings = settings
         self.key = key
         self.on_probe = on_probe
         self.on_state = on_state
+        self.on_removed = on_removed  # after the probe was handed over and deleted (or left)
         self.busy = busy  # True while probes are pending: junk folders are then checked often
         self.folder_names = folders or settings.folders
         self.junk_names = junk_folders if junk_folders is not None else settings.junk_folders
         self.name = f"{settings.username or ''}@{settings.host}:{settings.port}"
         self.state = "starting"
+        self.detail = ""
         self.connected_once = asyncio.Event()
         self.capabilities: set[str] = set()
         self.deleted = 0
@@ -152,6 +155,7 @@ class MailboxWatcher:
         self.wake = asyncio.Event()  # set to make the watcher look now (e.g. a probe was just sent)
 
     def _set_state(self, state: str, detail: str = "") -> None:
+        self.detail = detail
         if state != self.state:
             self.state = state
             self.on_state(state, detail)
@@ -168,6 +172,7 @@ class MailboxWatcher:
             except LoginFailed as exc:
                 failures += 1
                 self._set_state("down", f"{self.name}: {exc}")
+                self.connected_once.set()  # an answer, if not a good one: nobody should wait longer
             except Exception as exc:  # any drop: record, back off, reconnect
                 failures += 1
                 detail = " ".join(str(exc).split()) or type(exc).__name__
@@ -354,21 +359,25 @@ class MailboxWatcher:
             uncertainty = 1.0 if arrived is not None else float("nan")
         found = FoundProbe(token, message, folder.name, folder.junk, uid, detected_mono, detected_wall, uncertainty, live)
         await self.on_probe(found)
-        await self._delete(imap, uid)
+        removed = await self._delete(imap, uid)
         folder.checked.add(uid)
+        self.on_removed(found, removed)
 
-    async def _delete(self, imap, uid: int) -> None:
+    async def _delete(self, imap, uid: int) -> bool:
         """Remove exactly this probe: UID STORE \\Deleted + UID EXPUNGE of that UID only."""
         if "UIDPLUS" not in self.capabilities:
             # EXPUNGE would also remove messages someone else marked \Deleted: leave the probe
             self.left_in_place += 1
             log.warning("%s: no UIDPLUS, probe UID %s left in the mailbox", self.name, uid)
-            return
+            return False
         r = await imap.uid("store", str(uid), "+FLAGS.SILENT", r"(\Deleted)")
         if r.result == "OK":
             r = await imap.uid("expunge", str(uid))
             if r.result == "OK":
                 self.deleted += 1
+                return True
+        log.warning("%s: could not delete probe UID %s: %s", self.name, uid, r.result)
+        return False
 
 
 def _internaldate(fetch_line: bytes) -> float | None:

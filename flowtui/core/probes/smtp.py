@@ -65,9 +65,13 @@ async def send_probe(
     rcpt_to: str,
     data: bytes,
     local_hostname: str | None = None,
+    start_mono: float | None = None,
 ) -> SendOutcome:
-    """Connect, (STARTTLS), EHLO, AUTH, MAIL/RCPT/DATA; record when each phase ended."""
-    t0 = time.monotonic()
+    """Connect, (STARTTLS), EHLO, AUTH, MAIL/RCPT/DATA; record when each phase ended.
+
+    ``start_mono`` is the probe's start instant when the caller took it already.
+    """
+    t0 = time.monotonic() if start_mono is None else start_mono
     out = SendOutcome(ok=False, start_mono=t0)
     implicit = server.security is Security.TLS
     client = aiosmtplib.SMTP(
