@@ -87,14 +87,13 @@ def _literals(resp) -> list[tuple[int | None, bytes, bytes]]:
     return out
 
 
-async def open_connection(settings: ImapSettings) -> aioimaplib.IMAP4:
+async def open_connection(settings: ImapSettings, conn_lost_cb=None) -> aioimaplib.IMAP4:
     """Connect (TLS / STARTTLS / plain) and log in. Raises LoginFailed or a connection error."""
-    if settings.security is Security.TLS:
-        imap = aioimaplib.IMAP4_SSL(
-            settings.host, settings.port, ssl_context=tls_context(settings), timeout=settings.timeout_s
-        )
-    else:
-        imap = aioimaplib.IMAP4(settings.host, settings.port, timeout=settings.timeout_s)
+    # IMAP4 itself takes ssl_context (implicit TLS) and conn_lost_cb; IMAP4_SSL drops the latter
+    imap = aioimaplib.IMAP4(
+        settings.host, settings.port, timeout=settings.timeout_s, conn_lost_cb=conn_lost_cb,
+        ssl_context=tls_context(settings) if settings.security is Security.TLS else None,
+    )
     await imap.wait_hello_from_server()
     if settings.security is Security.STARTTLS:
         await starttls(imap, settings)
@@ -153,6 +152,7 @@ class MailboxWatcher:
         self._imap: aioimaplib.IMAP4 | None = None
         self._folders: dict[str, _Folder] = {}
         self.wake = asyncio.Event()  # set to make the watcher look now (e.g. a probe was just sent)
+        self._lost = asyncio.Event()  # the server closed the connection (noticed even in IDLE)
 
     def _set_state(self, state: str, detail: str = "") -> None:
         self.detail = detail
@@ -200,7 +200,9 @@ class MailboxWatcher:
 
     async def _session(self) -> None:
         self._set_state("connecting", self.name)
-        imap = self._imap = await open_connection(self.settings)
+        self._lost = asyncio.Event()
+        lost = self._lost
+        imap = self._imap = await open_connection(self.settings, conn_lost_cb=lambda exc: lost.set())
         self.capabilities = {c.upper() for c in imap.protocol.capabilities}
         junk = self.junk_names
         if junk is None:
@@ -262,8 +264,14 @@ class MailboxWatcher:
         try:
             while (left := deadline - time.monotonic()) > 0:
                 waker = asyncio.ensure_future(self.wake.wait())
+                dropped = asyncio.ensure_future(self._lost.wait())
                 push = asyncio.ensure_future(imap.wait_server_push(timeout=left))
-                done, _ = await asyncio.wait({waker, push}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({waker, push, dropped}, return_when=asyncio.FIRST_COMPLETED)
+                if dropped in done:
+                    waker.cancel()
+                    push.cancel()
+                    raise ConnectionError("the server closed the connection")
+                dropped.cancel()
                 if push not in done:
                     push.cancel()
                     try:
@@ -285,10 +293,10 @@ class MailboxWatcher:
                 if lines == aioimaplib.STOP_WAIT_SERVER_PUSH or lines == [aioimaplib.STOP_WAIT_SERVER_PUSH]:
                     break
         finally:
-            if imap.protocol.has_pending_idle_command():
+            if not self._lost.is_set() and imap.protocol.has_pending_idle_command():
                 imap.idle_done()
             try:
-                await asyncio.wait_for(idle, self.settings.timeout_s)
+                await asyncio.wait_for(idle, 0.1 if self._lost.is_set() else self.settings.timeout_s)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -297,11 +305,13 @@ class MailboxWatcher:
 
     async def _poll_wait(self) -> None:
         wait = min(self.settings.poll_interval_s, 1.0) if self.busy() else self.settings.poll_interval_s
-        try:
-            async with asyncio.timeout(wait):
-                await self.wake.wait()
-        except TimeoutError:
-            pass
+        waker = asyncio.ensure_future(self.wake.wait())
+        dropped = asyncio.ensure_future(self._lost.wait())
+        done, _ = await asyncio.wait({waker, dropped}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        waker.cancel()
+        dropped.cancel()
+        if dropped in done:
+            raise ConnectionError("the server closed the connection")
         self.wake.clear()
         return None
 
