@@ -215,12 +215,6 @@ def test_directory(tmp_path: Path) -> None:
     assert "is a directory" in _error(tmp_path)
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_file(tmp_path: Path) -> None:
-    path = _write(tmp_path, _doc({}), mode=0o000)
-    assert _error(path) == f"{path}: cannot read: permission denied"
-
-
 def test_unreadable_file_any_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _write(tmp_path, _doc({}))
 
