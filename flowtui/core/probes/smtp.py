@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import ssl
 import time
@@ -47,6 +48,11 @@ def queue_id_of(reply: str) -> str | None:
 
 
 def _words(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, aiosmtplib.SMTPConnectError) and isinstance(cause, OSError) and cause.errno:
+        return f"cannot connect: {os.strerror(cause.errno)}"
+    if isinstance(exc, OSError) and exc.errno and not isinstance(exc, ssl.SSLError):
+        return f"cannot connect: {os.strerror(exc.errno)}"
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         return "; ".join(_words(e) for e in exc.recipients) or "recipient refused"
     if isinstance(exc, aiosmtplib.SMTPResponseException):
