@@ -114,7 +114,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
         description="Runs the monitor on a config. With --headless it prints one line per "
         "probe result and stops cleanly on SIGINT/SIGTERM.",
     )
-    p.add_argument("-c", "--config", required=True, metavar="FILE")
+    p.add_argument("-c", "--config", required=True, metavar="FILE", help="the flowtui config (TOML)")
     p.add_argument("--headless", action="store_true", help="no UI: one line per result on stdout")
     p.add_argument("--json", action="store_true", help="with --headless: one JSON object per line")
 
@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowtui",
         description="Continuous email-flow monitor: sends probe mails along routes, "
-        "watches them arrive, shows every hop live.",
+        "watches them arrive, records every hop.",
     )
     parser.add_argument("--version", action="version", version=f"flowtui {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -35,6 +35,9 @@ async def _demo(lab_dir: Path, hops: int) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    from flowtui.lab.common import check_hops
+
+    check_hops(args.hops)  # before anything starts
     keep = args.dir is not None
     lab_dir = Path(args.dir).resolve() if keep else Path(tempfile.mkdtemp(prefix="flowtui-demo-"))
     try:

@@ -6,13 +6,14 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from datetime import datetime, timezone
 from typing import TextIO
 
 from flowtui.core.engine import Engine
 from flowtui.core.events import EventBus, MailboxStateChanged, ProbeCompleted
 from flowtui.core.headers import safe_text
-from flowtui.core.model import Config, ProbeResult, ProbeState
+from flowtui.core.model import Config, ProbeResult, ProbeState, Route
 from flowtui.core.storage import Store
 
 
@@ -24,18 +25,24 @@ def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}s"
 
 
-def result_line(r: ProbeResult) -> str:
-    head = f"{_stamp(r.detected_at or r.sent_at)} {safe_text(r.route)} #{r.seq} {r.state.value}"
+def result_line(r: ProbeResult, route: Route | None = None, now: float | None = None) -> str:
+    """One line per result, stamped with the time it is reported (UTC)."""
+    head = f"{_stamp(time.time() if now is None else now)} {safe_text(r.route)} #{r.seq} {r.state.value}"
     if r.state is ProbeState.SEND_FAILED:
         return f"{head} at {r.error_phase}: {safe_text(r.error)}"
     if r.state is ProbeState.PENDING:
-        return f"{head} submit={_s(r.submit_s)} queue_id={safe_text(r.queue_id or '-')}"
+        return f"{head} submitted in {_s(r.submit_s)} queue id {safe_text(r.queue_id or '-')}"
     if r.state is ProbeState.LOST:
-        return f"{head} not seen within the timeout"
+        within = f" within {route.timeout_s:g}s" if route else ""
+        return f"{head}: not seen{within} (sent {_stamp(r.sent_at)})"
+    flag = ""
+    if route is not None and r.total_s is not None:
+        flag = " CRIT" if r.total_s >= route.crit_s else " WARN" if r.total_s >= route.warn_s else ""
     unc = f" ±{r.detect_uncertainty_s:.3f}s" if r.detect_uncertainty_s else ""
+    where = "" if r.folder in (None, "INBOX") else f" in {safe_text(r.folder)}"
     return (
-        f"{head} total={_s(r.total_s)}{unc} submit={_s(r.submit_s)} transit={_s(r.transit_s)} "
-        f"hops={len(r.hops)} folder={safe_text(r.folder or '-')}"
+        f"{head}{flag} total={_s(r.total_s)}{unc} submit={_s(r.submit_s)} "
+        f"transit={_s(r.transit_s)} hops={len(r.hops)}{where}"
     )
 
 
@@ -49,7 +56,13 @@ def result_json(r: ProbeResult) -> str:
     })
 
 
-async def run(config: Config, out: TextIO = sys.stdout, as_json: bool = False, show_pending: bool = False) -> int:
+async def run(
+    config: Config,
+    out: TextIO = sys.stdout,
+    as_json: bool = False,
+    show_pending: bool = False,
+    err: TextIO = sys.stderr,
+) -> int:
     store = Store(config.monitor.database)
     bus = EventBus()
     sub = bus.subscribe()
@@ -65,10 +78,11 @@ async def run(config: Config, out: TextIO = sys.stdout, as_json: bool = False, s
                 r = event.result
                 if r.state is ProbeState.PENDING and not show_pending:
                     continue
-                print(result_json(r) if as_json else result_line(r), file=out, flush=True)
-            elif isinstance(event, MailboxStateChanged) and not as_json:
-                print(f"mailbox {safe_text(event.mailbox)}: {event.state} {safe_text(event.detail)}".rstrip(),
-                      file=out, flush=True)
+                route = engine.routes.get(r.route)
+                print(result_json(r) if as_json else result_line(r, route), file=out, flush=True)
+            elif isinstance(event, MailboxStateChanged):  # status, not results: stderr
+                detail = f" ({safe_text(event.detail)})" if event.detail else ""
+                print(f"flowtui: mailbox {safe_text(event.mailbox)}: {event.state}{detail}", file=err, flush=True)
 
     printing = asyncio.create_task(printer())
     try:

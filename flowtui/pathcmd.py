@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "standard input): one row per hop, origin first.",
     )
     p.add_argument("file", metavar="FILE", help="message file, or - for standard input")
-    p.add_argument("--json", action="store_true", help="print the JSON of DESIGN.md 'Paths'")
+    p.add_argument("--json", action="store_true", help="print JSON: {hops: [{index, from_host, from_rdns, from_ip, by_host, with, id, for, via, envelope_from, tls, timestamp, delay_s}], total_s, warnings}")
     p.add_argument(
         "--trusted-authserv-id",
         action="append",

@@ -24,20 +24,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Sends one probe along each route (or ROUTE), waits for it, prints one "
         "Nagios-plugin line with perfdata. Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
     )
-    p.add_argument("-c", "--config", required=True, metavar="FILE")
+    p.add_argument("-c", "--config", required=True, metavar="FILE", help="the flowtui config (TOML)")
     p.add_argument("route", nargs="?", metavar="ROUTE", help="only this route")
     p.add_argument("--timeout", metavar="DURATION", help="wait at most this long (default: the route's timeout)")
 
 
-def verdict(route: Route, r: ProbeResult) -> tuple[int, str]:
+def verdict(route: Route, r: ProbeResult, timeout: float | None = None) -> tuple[int, str]:
     if r.state is ProbeState.DELIVERED:
         t = r.total_s or 0.0
         code = CRITICAL if t >= route.crit_s else WARNING if t >= route.warn_s else OK
-        return code, f"{route.name}: delivered in {t:.2f}s via {len(r.hops)} hops"
+        return code, f"{route.name}: delivered in {t:.2f}s through {len(r.hops)} Received hops"
     if r.state is ProbeState.SEND_FAILED:
         return CRITICAL, f"{route.name}: send failed at {r.error_phase}: {safe_text(r.error)}"
     if r.state is ProbeState.LOST:
-        return CRITICAL, f"{route.name}: not delivered within {route.timeout_s:g}s"
+        return CRITICAL, f"{route.name}: not delivered within {timeout or route.timeout_s:g}s"
     if r.state is ProbeState.JUNK:
         return WARNING, f"{route.name}: delivered to junk folder {safe_text(r.folder)}"
     if r.state is ProbeState.LATE:
@@ -90,7 +90,14 @@ def main(args: argparse.Namespace) -> int:
         routes = [r for r in config.routes if args.route in (None, r.name)]
         if not routes:
             raise UserError(f"{args.config}: no route named {args.route!r}")
-        timeout = parse_duration(args.timeout) if args.timeout else None
+        timeout = None
+        if args.timeout is not None:
+            try:
+                timeout = parse_duration(args.timeout)
+            except ValueError as exc:
+                raise UserError(f"--timeout: {exc}")
+            if timeout <= 0:
+                raise UserError(f"--timeout: must be more than zero, got {args.timeout!r}")
     except UserError as exc:  # Nagios wants UNKNOWN for a check that cannot run
         print(f"FLOWTUI UNKNOWN - {exc}")
         return UNKNOWN
@@ -103,7 +110,7 @@ def main(args: argparse.Namespace) -> int:
     texts = [f"{name}: mailbox {safe_text(detail)}" for name, detail in refused.items()]
     perf = []
     for route, r in outcome:
-        c, text = verdict(route, r)
+        c, text = verdict(route, r, timeout)
         code = max(code, c)
         texts.append(text)
         perf.append(perfdata(route, r))

@@ -30,7 +30,7 @@ from aioimaplib.aioimaplib import Command
 
 from flowtui.core.model import ImapSettings, Security
 from flowtui.core.probes.smtp import tls_context
-from flowtui.core.token import HEADER, Token, verify_token
+from flowtui.core.token import HEADER, Token, build_message, verify_token
 
 log = logging.getLogger("flowtui.imap")
 
@@ -40,6 +40,7 @@ _FETCH_UID = re.compile(rb"UID (\d+)", re.I)
 _INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"', re.I)
 _LIST_LINE = re.compile(rb'^\(([^)]*)\) (?:"[^"]*"|NIL) (.+)$')
 BACKOFF_S = (1, 2, 4, 8, 15, 30, 60)
+CALIBRATION_ROUTE = "flowtui-push-calibration"  # flowtui's own messages that time the IDLE push
 
 
 class LoginFailed(Exception):
@@ -67,6 +68,7 @@ class _Folder:
     junk: bool
     uidvalidity: int | None = None
     last_uid: int = 0  # highest UID looked at
+    last_search_mono: float | None = None  # when the folder was last searched
     checked: set[int] = field(default_factory=set)  # candidate UIDs that were not our probes
 
 
@@ -148,6 +150,7 @@ class MailboxWatcher:
         self.connected_once = asyncio.Event()
         self.capabilities: set[str] = set()
         self.deleted = 0
+        self.push_delay_s: float | None = None  # measured: APPEND done -> EXISTS pushed
         self.left_in_place = 0
         self._imap: aioimaplib.IMAP4 | None = None
         self._folders: dict[str, _Folder] = {}
@@ -171,12 +174,12 @@ class MailboxWatcher:
                 raise
             except LoginFailed as exc:
                 failures += 1
-                self._set_state("down", f"{self.name}: {exc}")
+                self._set_state("down", str(exc))
                 self.connected_once.set()  # an answer, if not a good one: nobody should wait longer
             except Exception as exc:  # any drop: record, back off, reconnect
                 failures += 1
                 detail = " ".join(str(exc).split()) or type(exc).__name__
-                self._set_state("reconnecting", f"{self.name}: {detail}")
+                self._set_state("reconnecting", detail)
                 log.info("%s: %s", self.name, detail)
             await self._close()
             delay = BACKOFF_S[min(failures, len(BACKOFF_S)) - 1] if failures else 1
@@ -199,7 +202,7 @@ class MailboxWatcher:
             pass
 
     async def _session(self) -> None:
-        self._set_state("connecting", self.name)
+        self._set_state("connecting")
         self._lost = asyncio.Event()
         lost = self._lost
         imap = self._imap = await open_connection(self.settings, conn_lost_cb=lambda exc: lost.set())
@@ -215,7 +218,11 @@ class MailboxWatcher:
         primary = self._folders[self.folder_names[0]]
         await self._select(imap, primary)
         idle = "IDLE" in self.capabilities
-        self._set_state("idle" if idle else "polling", self.name)
+        if idle and self.push_delay_s is None:
+            self.push_delay_s = await self._calibrate(imap, primary)
+            await self._check(imap, primary, live=False)  # removes the calibration message
+        detail = "" if self.push_delay_s is None else f"push delay {self.push_delay_s * 1000:.0f} ms"
+        self._set_state("idle" if idle else "polling", detail)
         self.connected_once.set()
         last_junk_check = time.monotonic()
         while True:
@@ -228,6 +235,45 @@ class MailboxWatcher:
                     await self._check(imap, folder, live=True)
                 await self._select(imap, primary)
                 last_junk_check = time.monotonic()
+
+    async def _calibrate(self, imap, folder: _Folder) -> float | None:
+        """Time how late this server pushes EXISTS: APPEND a message of our own from a
+        second connection while this one IDLEs. Dovecot holds pushes ~0.5 s by design."""
+        try:
+            other = await open_connection(self.settings)
+        except Exception as exc:
+            log.info("%s: push delay not measured: %s", self.name, exc)
+            return None
+        data = build_message(
+            self.key, CALIBRATION_ROUTE, 0, "flowtui@localhost", self.settings.username or "flowtui@localhost",
+            "flowtui push-delay calibration", "Measures the server's IDLE push delay; deleted at once.",
+        ).data
+        try:
+            idle = await imap.idle_start(timeout=15)
+            r = await other.append(data, mailbox=quote(folder.name))
+            appended = time.monotonic()
+            if r.result != "OK":
+                return None
+            delay = None
+            deadline = appended + 10
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    lines = await imap.wait_server_push(timeout=left)
+                except (TimeoutError, asyncio.TimeoutError):
+                    break
+                if isinstance(lines, list) and any(
+                    isinstance(x, bytes) and x.rstrip().upper().endswith(b"EXISTS") for x in lines
+                ):
+                    delay = time.monotonic() - appended
+                    break
+            imap.idle_done()
+            await asyncio.wait_for(idle, self.settings.timeout_s)
+            return delay
+        finally:
+            try:
+                await asyncio.wait_for(other.logout(), 2)
+            except Exception:
+                pass
 
     async def _special_use_junk(self, imap) -> tuple[str, ...]:
         if "SPECIAL-USE" not in self.capabilities and "XLIST" not in self.capabilities:
@@ -319,6 +365,7 @@ class MailboxWatcher:
         """Find new candidate probes in ``folder`` (selecting it) and hand over the verified ones."""
         await self._select(imap, folder)
         looked_at = time.monotonic()
+        previous, folder.last_search_mono = folder.last_search_mono, looked_at
         r = await imap.uid_search("UID", f"{folder.last_uid + 1}:*", "HEADER", HEADER, '""', charset=None)
         if r.result != "OK":
             raise RuntimeError(f"search in {folder.name!r} failed: {r.result}")
@@ -327,11 +374,13 @@ class MailboxWatcher:
             if u.isdigit() and int(u) > folder.last_uid and int(u) not in folder.checked
         )
         for uid in uids:
-            await self._consider(imap, folder, uid, live, pushed_at, looked_at)
+            await self._consider(imap, folder, uid, live, pushed_at, looked_at, previous)
         if uids:
             folder.last_uid = max(folder.last_uid, max(uids))
 
-    async def _consider(self, imap, folder: _Folder, uid: int, live: bool, pushed_at, looked_at) -> None:
+    async def _consider(
+        self, imap, folder: _Folder, uid: int, live: bool, pushed_at, looked_at, previous_search
+    ) -> None:
         # 1. only the token header field, without setting \Seen
         r = await imap.uid("fetch", str(uid), f"(UID BODY.PEEK[HEADER.FIELDS ({HEADER.upper()})])")
         token = None
@@ -352,16 +401,21 @@ class MailboxWatcher:
         if again is None or again.probe_id != token.probe_id:
             folder.checked.add(uid)
             return
+        if token.route == CALIBRATION_ROUTE:  # our own timing message: just remove it
+            await self._delete(imap, uid)
+            folder.checked.add(uid)
+            return
         now_wall, now_mono = time.time(), time.monotonic()
         if live:
             at = pushed_at if pushed_at is not None else looked_at
             detected_mono = at
             detected_wall = now_wall - (now_mono - at)
-            uncertainty = 0.0 if pushed_at is not None else (
-                min(self.settings.poll_interval_s, 1.0) if self.busy() else self.settings.poll_interval_s
-            )
-            if "IDLE" in self.capabilities and pushed_at is None:
-                uncertainty = min(self.settings.idle_renew_s, 5.0)
+            if pushed_at is not None:  # a push is late by the server's push delay at most
+                uncertainty = self.push_delay_s or 0.0
+            elif previous_search is not None:  # it came in since the previous search
+                uncertainty = looked_at - previous_search
+            else:
+                uncertainty = self.settings.poll_interval_s
         else:  # it arrived while we were not watching: the server's arrival time, to the second
             arrived = _internaldate(line)
             detected_wall = arrived if arrived is not None else now_wall
