@@ -71,6 +71,17 @@ class _Queued:
     since: float
 
 
+def _base_address(address: str) -> str:
+    """probe+Junk@example.test -> probe@example.test (the +detail names a folder)."""
+    local, _, domain = address.lower().partition("@")
+    return f"{local.split('+', 1)[0]}@{domain}"
+
+
+def _detail_folder(address: str) -> str:
+    local = address.partition("@")[0]
+    return local.split("+", 1)[1] if "+" in local else "INBOX"
+
+
 def _header_block(data: bytes) -> bytes:
     end = data.find(b"\r\n\r\n")
     return data if end < 0 else data[: end + 2]
@@ -103,6 +114,7 @@ class Hop:
         self.port = port
         self.name = f"hop{number}.demo.test"
         self.held = False
+        self.rewrite = None  # fault hook: a function bytes -> bytes applied to mail passing this hop
         self.queue: list[_Queued] = []
         self.server: asyncio.AbstractServer | None = None
         self._wake = asyncio.Event()
@@ -110,13 +122,15 @@ class Hop:
 
     # -- aiosmtpd handler -------------------------------------------------
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if self.is_last and address.lower() not in (PROBE_USER, SENDER_USER):
+        if self.is_last and _base_address(address) not in (PROBE_USER, SENDER_USER):
             return "550 5.1.1 <%s>: recipient unknown in the lab mailbox" % address
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
         data = _received(session, envelope, self.name, "ESMTP") + envelope.original_content
+        if self.rewrite is not None:
+            data = self.rewrite(data)
         queue_id = secrets.token_hex(5).upper()
         self.queue.append(_Queued(data, envelope.mail_from, list(envelope.rcpt_tos), time.monotonic()))
         self._wake.set()
@@ -322,8 +336,12 @@ class EmbeddedLab:
         )
         return AuthResult(success=ok, handled=False)
 
-    async def deliver(self, item: _Queued, last_hop: str, folder: str = "INBOX") -> None:
+    async def deliver(self, item: _Queued, last_hop: str) -> None:
+        """Into the mailbox, as Dovecot LMTP does: probe+Folder@ lands in Folder (made if missing)."""
+        from pymap.exceptions import MailboxNotFound
         from pymap.parsing.message import AppendMessage
+
+        folder = _detail_folder(item.rcpts[0])
 
         now = datetime.now(timezone.utc)
         stamp = (
@@ -334,7 +352,11 @@ class EmbeddedLab:
         ).encode()
         data = f"Return-Path: <{item.mail_from}>\r\nDelivered-To: {item.rcpts[0]}\r\n".encode() + stamp + item.data
         async with self._backend.login.demo_user_identity.new_session() as session:
-            await session.append_messages(folder, [AppendMessage(data, now, frozenset())])
+            try:
+                await session.append_messages(folder, [AppendMessage(data, now, frozenset())])
+            except MailboxNotFound:
+                await session.create_mailbox(folder)
+                await session.append_messages(folder, [AppendMessage(data, now, frozenset())])
         landed = Delivery(*self._ids(data), wall=time.time(), mono=time.monotonic())
         self.deliveries.append(landed)
         if self._log is not None:

@@ -166,6 +166,7 @@ def _main_cf(base: Path, hop: int, state: LabState, cert: tuple[Path, Path]) -> 
         "minimal_backoff_time = 1s",
         "maximal_backoff_time = 2s",
         "smtpd_client_connection_rate_limit = 0",
+        "recipient_delimiter = +",  # probe+Junk@ lands in the Junk folder (Dovecot LMTP detail)
     ]
     if hop == 1:  # the submission hop: STARTTLS, then SASL AUTH checked by Dovecot
         lines += [
@@ -230,6 +231,8 @@ log_path = {d / 'dovecot.log'}
 protocols = imap lmtp
 listen = {LOOPBACK}
 hostname = mailbox.lab.test
+recipient_delimiter = +
+lmtp_save_to_detail_mailbox = yes
 ssl = yes
 ssl_cert = <{cert[0]}
 ssl_key = <{cert[1]}

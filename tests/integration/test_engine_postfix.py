@@ -308,3 +308,26 @@ def test_sigkill_mid_probe_loses_no_record(lab, tmp_path):
     with sqlite3.connect(db) as c:
         hops = c.execute("SELECT COUNT(*) FROM hops WHERE probe_id = ?", (row[0],)).fetchone()[0]
     assert hops >= 3
+
+
+def test_imap_starttls_against_dovecot_and_junk_found_by_special_use(lab, tmp_path):
+    doc = tomllib.loads((Path(lab.dir) / "lab.toml").read_text())
+    doc["monitor"]["database"] = str(tmp_path / "h.db")
+    route = doc["routes"][0]
+    route["imap"].update(port=lab.imap_port, security="starttls")  # the plain port, upgraded in place
+    del route["imap"]["junk_folders"]  # found by SPECIAL-USE \Junk
+    doc["routes"].append({**route, "name": "to-junk", "to": "probe+Junk@example.test"})
+    cfg = Path(lab.dir) / "starttls.toml"
+    cfg.write_text(tomli_w.dumps(doc))
+    cfg.chmod(0o600)
+
+    async def body(engine, events, config):
+        assert len(engine.watchers) == 1
+        watcher = engine.route_watcher[config.routes[0].name]
+        assert watcher.state == "idle" and watcher._imap.protocol.transport.get_extra_info("ssl_object") is not None
+        assert "Junk" in watcher._folders and watcher._folders["Junk"].junk
+        return await asyncio.gather(*(engine.probe_once(r, timeout=20) for r in config.routes))
+
+    ok, junk = run_engine(cfg, body)
+    assert ok.state is ProbeState.DELIVERED and ok.folder == "INBOX"
+    assert junk.state is ProbeState.JUNK and junk.folder == "Junk"
