@@ -6,6 +6,7 @@ Loopback only. TLS is verified against the lab's own certificate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import ssl
@@ -124,3 +125,23 @@ async def idle_sees_new_mail(state: LabState, send_one, timeout: float = 10) -> 
         raise AssertionError("IDLE saw no EXISTS")
     finally:
         await imap.logout()
+
+
+@contextlib.asynccontextmanager
+async def running_engine(config, ready_timeout: float = 15):
+    """An Engine (no scheduler) on ``config`` with its store and an event subscription."""
+    from flowtui.core.engine import Engine
+    from flowtui.core.events import EventBus
+    from flowtui.core.storage import Store
+
+    store = Store(config.monitor.database)
+    bus = EventBus()
+    events = bus.subscribe()
+    engine = Engine(config, store, bus)
+    try:
+        await engine.start(schedule=False)
+        await engine.wait_ready(ready_timeout)
+        yield engine, events
+    finally:
+        await engine.stop()
+        store.close()

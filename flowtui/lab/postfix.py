@@ -454,10 +454,14 @@ def _restart_smtpd(base: Path, hop: int, port: int) -> None:
     wait_ports({f"hop{hop} smtp": port}, timeout=20)
 
 
-def hold(lab_dir: str, hop: int) -> str:
+def _hop_target(lab_dir: str, hop: int) -> tuple[Path, int]:
+    """The lab's base directory and the hop's SMTP port (checking the hop number)."""
     state = LabState.load(lab_dir)
-    port = state.hop_port(hop)
-    base = Path(state.dir)
+    return Path(state.dir), state.hop_port(hop)
+
+
+def hold(lab_dir: str, hop: int) -> str:
+    base, port = _hop_target(lab_dir, hop)
     _postconf(base, hop, "-e", "smtpd_recipient_restrictions = check_client_access static:HOLD")
     _restart_smtpd(base, hop, port)
     if _running(base, hop):
@@ -466,9 +470,7 @@ def hold(lab_dir: str, hop: int) -> str:
 
 
 def release(lab_dir: str, hop: int) -> str:
-    state = LabState.load(lab_dir)
-    port = state.hop_port(hop)
-    base = Path(state.dir)
+    base, port = _hop_target(lab_dir, hop)
     _postconf(base, hop, "-X", "smtpd_recipient_restrictions")
     _restart_smtpd(base, hop, port)
     if _running(base, hop):
@@ -478,9 +480,7 @@ def release(lab_dir: str, hop: int) -> str:
 
 
 def stop_hop(lab_dir: str, hop: int) -> str:
-    state = LabState.load(lab_dir)
-    port = state.hop_port(hop)
-    base = Path(state.dir)
+    base, port = _hop_target(lab_dir, hop)
     pid = _master_pid(base, hop)
     if not (pid and pid_alive(pid)):
         return f"hop {hop}: already stopped"

@@ -6,28 +6,19 @@ import asyncio
 from dataclasses import replace
 
 from flowtui.core.config import load_config
-from flowtui.core.engine import Engine
-from flowtui.core.events import EventBus, ProbeCompleted
+from flowtui.core.events import ProbeCompleted
 from flowtui.core.model import ProbeState
 from flowtui.core.storage import Store
 from flowtui.lab.embedded import EmbeddedLab
+from mail import running_engine
 
 
 async def with_engine(lab_dir, routes_from, body):
     config = load_config(lab_dir / "lab.toml")
     config = replace(config, routes=tuple(routes_from(config.routes[0])),
                      monitor=replace(config.monitor, database=str(lab_dir / "e.db")))
-    store = Store(config.monitor.database)
-    bus = EventBus()
-    events = bus.subscribe()
-    engine = Engine(config, store, bus)
-    try:
-        await engine.start(schedule=False)
-        await engine.wait_ready(10)
+    async with running_engine(config, 10) as (engine, events):
         return await body(engine, config, events)
-    finally:
-        await engine.stop()
-        store.close()
 
 
 async def test_probe_in_junk_folder_is_junk_and_shared_mailbox_has_one_watcher(lab_dir):

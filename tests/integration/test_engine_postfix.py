@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 import tomllib
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,15 +17,14 @@ import tomli_w
 
 from conftest import need_real_mail
 from flowtui.core.config import load_config
-from flowtui.core.engine import Engine
-from flowtui.core.events import EventBus, ProbeCompleted
+from flowtui.core.events import ProbeCompleted
 from flowtui.core.model import ProbeState
 from flowtui.core.storage import Store
 from flowtui.core.token import HEADER, build_message, load_secret
 from flowtui.lab import postfix
 from flowtui.lab.common import LabState
 from integration.labproc import flowtui
-from mail import imap_login
+from mail import imap_login, running_engine
 
 pytestmark = pytest.mark.realmail
 
@@ -88,17 +85,8 @@ def run_engine(config_path: Path, body):
 
     async def go():
         config = load_config(config_path)
-        store = Store(config.monitor.database)
-        bus = EventBus()
-        events = bus.subscribe()
-        engine = Engine(config, store, bus)
-        try:
-            await engine.start(schedule=False)
-            await engine.wait_ready(15)
+        async with running_engine(config) as (engine, events):
             return await body(engine, events, config)
-        finally:
-            await engine.stop()
-            store.close()
 
     return asyncio.run(go())
 

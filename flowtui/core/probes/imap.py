@@ -21,7 +21,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from email.message import Message
 from email.utils import parsedate_to_datetime
 
