@@ -34,8 +34,19 @@ COLUMNS = (
     ("health", "health"), ("route", "route"), ("last", "last"), ("p50", "p50"), ("p95", "p95"),
     ("loss", "loss"), ("hops", "hops"), ("age", "age"), ("spark", "round trips"),
 )
-FIXED_WIDTH = 62  # every column but the sparkline, with padding, at typical widths
+FIXED_WIDTH = 64  # every column but the sparkline, with padding, at typical widths
 SORTS = ("health", "name", "p95", "loss")
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest 1, 2 or 5 times a power of ten at or above ``value``."""
+    import math
+
+    exp = math.floor(math.log10(value))
+    for m in (1, 2, 5, 10):
+        if m * 10**exp >= value:
+            return m * 10**exp
+    return 10 ** (exp + 1)
 
 
 class HistoryLoaded(Message):
@@ -59,7 +70,7 @@ class DashboardScreen(Screen):
         Binding("enter", "inspect", "Inspect"),
         Binding("d", "detail", "Detail"),
         Binding("a", "alerts", "Alerts"),
-        Binding("p", "probe", "Probe now"),
+        Binding("p", "probe", "Probe"),
         Binding("space", "pause", "Pause"),
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
@@ -73,7 +84,7 @@ class DashboardScreen(Screen):
         filt = Input(placeholder="filter routes (Enter keeps, Esc clears)", id="filter")
         filt.cursor_blink = False
         yield filt
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         table = self.query_one("#routes", DataTable)
@@ -302,8 +313,10 @@ class FlowApp(App):
         return not self.route_filter or self.route_filter in name.lower()
 
     def ceiling(self) -> float:
-        """One sparkline scale for every route: the largest warn threshold, at least 1 s."""
-        return max([1.0, *(s.route.warn_s for s in self.routes.values())]) if self.routes else 1.0
+        """One sparkline scale shared by every route: the slowest route's p95, rounded up to 1-2-5."""
+        now = self.clock()
+        top = max([0.1, *((s.stats(now).p95 or 0.0) for s in self.routes.values())])
+        return nice_ceiling(top)
 
     def spark_width(self, table: DataTable) -> int:
         return max(6, min(60, table.size.width - FIXED_WIDTH)) if table.size.width else 12

@@ -112,7 +112,7 @@ class InspectorScreen(ThemedScreen):
             yield Static(id="waterfall")
             yield Static("path over the window (mtr)", classes="subtitle")
             yield DataTable(id="mtr", cursor_type="none", show_cursor=False)
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         hops = self.query_one("#hops", DataTable)
@@ -194,6 +194,12 @@ class InspectorScreen(ThemedScreen):
         path_total = sum(d for d in delays if d > 0) or (r.transit_s or 0.0)
         slowest = max(delays) if delays else None
         notes: list[str] = []
+        narrow = self.size.width < 120
+
+        def host(name: str | None) -> str:
+            name = name or "?"
+            return name.split(".")[0] if narrow and not name.startswith("[") else name
+
         for h in r.hops:
             changed = prev_sigs is not None and path_signature(h) not in prev_sigs
             mark = "+" if changed else " "
@@ -203,16 +209,16 @@ class InspectorScreen(ThemedScreen):
                 notes.append(f"hop {h.index}: negative delay {h.delay_s:.0f}s (clock skew)")
             if changed:
                 notes.append(f"hop {h.index} differs from the previous probe's path")
-            bar_text = bar(h.delay_s or 0.0, path_total, 12)
+            bar_text = bar(h.delay_s or 0.0, path_total, 8 if narrow else 16)
             if is_slow and c.get("slow"):
                 delay = f"[b {c['slow']}]{delay}[/]"
                 bar_text = f"[{c['slow']}]{bar_text}[/]"
             tls = {True: "yes", False: "no", None: "?"}[h.tls]
             hops.add_row(
                 f"{mark}{h.index}",
-                f"{safe_text(h.from_host or '?')} → {safe_text(h.by_host or '?')}",
+                f"{safe_text(host(h.from_host))} → {safe_text(host(h.by_host))}",
                 safe_text(h.from_ip or "-"), safe_text(h.with_protocol or "-"), tls,
-                h.timestamp.strftime("%H:%M:%SZ") if h.timestamp else "-", delay, bar_text, key=str(h.index),
+                h.timestamp.strftime("%H:%M:%S") if h.timestamp else "-", delay, bar_text, key=str(h.index),
             )
         if prev is not None and len(prev.hops) != len(r.hops):
             notes.append(f"{len(r.hops)} hops now, {len(prev.hops)} in the previous probe")
@@ -319,7 +325,7 @@ class DetailScreen(ThemedScreen):
             yield Static(id="chart")
             yield Static(id="percentiles")
             yield DataTable(id="recent", cursor_type="row")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         t = self.query_one("#recent", DataTable)
@@ -402,7 +408,7 @@ class AlertLogScreen(ThemedScreen):
         f = Input(placeholder="route filter", id="alert-filter")
         f.cursor_blink = False
         yield f
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         t = self.query_one("#alerts", DataTable)
