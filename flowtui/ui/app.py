@@ -32,9 +32,10 @@ from flowtui.ui.themes import DEFAULT_THEME, VARIABLE_DEFAULTS, load_themes
 
 COLUMNS = (
     ("health", "health"), ("route", "route"), ("last", "last"), ("p50", "p50"), ("p95", "p95"),
-    ("loss", "loss"), ("hops", "hops"), ("age", "age"), ("spark", "round trips"),
+    ("loss", "loss"), ("hops", "hops"), ("age", "age"), ("spark", "trend"),
 )
-FIXED_WIDTH = 64  # every column but the sparkline, with padding, at typical widths
+COLUMN_WIDTHS = {"health": 9, "last": 7, "p50": 5, "p95": 5, "loss": 4, "hops": 4, "age": 4}
+PADDING = 2 * len(COLUMNS) + 2  # cell padding, and room for a scrollbar
 SORTS = ("health", "name", "p95", "loss")
 
 
@@ -88,8 +89,10 @@ class DashboardScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#routes", DataTable)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
+        route_width = self.app.route_width()  # type: ignore[attr-defined]
+        for key, label in COLUMNS:  # fixed widths: a live table must not jitter as values change
+            width = route_width if key == "route" else COLUMN_WIDTHS.get(key)
+            table.add_column(label, key=key, width=width)
         self.query_one("#filter", Input).display = False
         self.app.sync_rows(self)  # type: ignore[attr-defined]
 
@@ -319,7 +322,12 @@ class FlowApp(App):
         return nice_ceiling(top)
 
     def spark_width(self, table: DataTable) -> int:
-        return max(6, min(60, table.size.width - FIXED_WIDTH)) if table.size.width else 12
+        width = self.size.width  # the terminal's: known before the table is laid out
+        fixed = sum(COLUMN_WIDTHS.values()) + self.route_width() + PADDING
+        return max(6, min(60, width - fixed)) if width else 12
+
+    def route_width(self) -> int:
+        return max(5, min(24, max((len(n) for n in self.routes), default=5)))
 
     def sync_rows(self, screen: DashboardScreen) -> None:
         """Add and remove rows for the filter (never clear(): the cursor stays)."""

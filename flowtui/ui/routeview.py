@@ -26,6 +26,7 @@ ALERT_STATES = {
     ProbeState.JUNK: "warn",
     ProbeState.LATE: "warn",
 }
+SHORT_STATE = {ProbeState.SEND_FAILED: "nosend", ProbeState.CORRUPTED: "corrupt", ProbeState.PENDING: "pending"}
 HEALTH_ORDER = {"crit": 0, "warn": 1, "no data": 2, "paused": 3, "ok": 4}
 
 
@@ -123,7 +124,7 @@ def row_cells(state: RouteState, now: float, ceiling: float, spark_width: int, c
     elif last.state in (ProbeState.DELIVERED, ProbeState.LATE):
         last_cell = seconds(last.total_s)
     else:
-        last_cell = last.state.value.replace("_", " ")
+        last_cell = SHORT_STATE.get(last.state, last.state.value)
     loss = stats.loss_pct
     spark = spark_cells(state.spark_values(), ceiling, spark_width) if spark_width > 0 else ""
     lost_colour = colours.get("crit", "")
