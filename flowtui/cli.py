@@ -66,11 +66,14 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="start the embedded demo lab and monitor it live",
-        description="Starts the embedded mail lab (no system packages needed) in a "
-        "temporary directory and monitors its route. Ctrl-C stops both.",
+        description="Starts embedded mail labs (no system packages needed) in a "
+        "temporary directory and monitors three routes on them: one healthy, one with a "
+        "slow hop, one that fails now and then. q (or Ctrl-C with --headless) stops everything.",
     )
     p.add_argument("--dir", metavar="DIR", help="keep the lab here instead of a temporary directory")
     p.add_argument("--hops", type=int, default=2, metavar="N", help="relay hops (default 2)")
+    p.add_argument("--headless", action="store_true", help="no UI: one line per result on stdout")
+    p.add_argument("--theme", metavar="NAME", help="UI theme (flowtui-noc, flowtui-light, flowtui-contrast)")
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -114,23 +117,52 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
         description="Runs the monitor on a config. With --headless it prints one line per "
         "probe result and stops cleanly on SIGINT/SIGTERM.",
     )
-    p.add_argument("-c", "--config", required=True, metavar="FILE", help="the flowtui config (TOML)")
+    p.add_argument("-c", "--config", metavar="FILE",
+                   help="the config (default ./flowtui.toml, then $XDG_CONFIG_HOME/flowtui/config.toml)")
     p.add_argument("--headless", action="store_true", help="no UI: one line per result on stdout")
+    p.add_argument("--theme", metavar="NAME", help="UI theme (flowtui-noc, flowtui-light, flowtui-contrast)")
     p.add_argument("--json", action="store_true", help="with --headless: one JSON object per line")
+
+
+NO_CONFIG = (
+    "flowtui: no config (-c FILE, ./flowtui.toml or $XDG_CONFIG_HOME/flowtui/config.toml); "
+    "try `flowtui demo`, or `flowtui lab up --embedded --dir DIR` then `flowtui -c DIR/lab.toml`"
+)
+
+
+def find_config(given: str | None) -> str | None:
+    """-c FILE, else ./flowtui.toml, else $XDG_CONFIG_HOME/flowtui/config.toml (~/.config by default)."""
+    import os
+    from pathlib import Path
+
+    if given:
+        return given
+    if Path("flowtui.toml").is_file():
+        return "flowtui.toml"
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    candidate = Path(xdg) / "flowtui" / "config.toml"
+    return str(candidate) if candidate.is_file() else None
 
 
 def _run_run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from flowtui import headless
     from flowtui.core.config import config_warnings, load_config
 
-    config = load_config(args.config)
+    path = find_config(args.config)
+    if path is None:
+        print(NO_CONFIG, file=sys.stderr)
+        return 2
+    config = load_config(path)
     for warning in config_warnings(config):
         print(f"flowtui: warning: {warning}", file=sys.stderr)
-    if not args.headless:
-        print("flowtui: the full-screen UI is not built yet; running headless", file=sys.stderr)
-    return asyncio.run(headless.run(config, as_json=args.json))
+    if args.headless:
+        from flowtui import headless
+
+        return asyncio.run(headless.run(config, as_json=args.json))
+    from flowtui.ui.run import run_tui  # the UI is imported on this path only
+
+    return asyncio.run(run_tui(config, theme=args.theme))
 
 
 def _probe_parser(sub: argparse._SubParsersAction) -> None:
@@ -162,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
         "watches them arrive, records every hop.",
     )
     parser.add_argument("--version", action="version", version=f"flowtui {__version__}")
+    parser.add_argument("-c", "--config", dest="top_config", metavar="FILE",
+                        help="open the monitor on this config (same as `flowtui run -c FILE`)")
+    parser.add_argument("--theme", dest="top_theme", metavar="NAME", help="UI theme")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add_parser, _ in COMMANDS.values():
         add_parser(sub)
@@ -171,10 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    _, handler = COMMANDS[args.command]
+    if args.command is None:  # `flowtui [-c FILE]`: the monitor
+        args = argparse.Namespace(config=args.top_config, theme=args.top_theme, headless=False, json=False)
+        handler = _run_run
+    else:
+        _, handler = COMMANDS[args.command]
+        if getattr(args, "theme", None) is None and getattr(args, "top_theme", None):
+            args.theme = args.top_theme
+        if args.command == "run" and args.config is None:
+            args.config = args.top_config
     try:
         return handler(args)
     except UserError as exc:

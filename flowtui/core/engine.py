@@ -53,6 +53,7 @@ class Engine:
         self._tasks: list[asyncio.Task] = []
         self._sends: set[asyncio.Task] = set()
         self._arrived: dict[str, _Pending] = {}  # decided by an arrival, waiting for its removal
+        self.paused: set[str] = set()  # routes whose schedule skips its slots (probe_now still sends)
 
     # -------------------------------------------------------------- set-up
     async def start(self, schedule: bool = True) -> None:
@@ -131,14 +132,37 @@ class Engine:
                 await asyncio.sleep(delay)
             elif delay < -1.0:
                 self.missed_schedules += 1
-            task = asyncio.create_task(self.send(route), name=f"probe {route.name}")
-            self._sends.add(task)
-            task.add_done_callback(self._sends.discard)
+            if route.name not in self.paused:
+                self._spawn_send(route)
             k += 1
             # skip slots that have already passed (a stalled loop) instead of bursting
             while start + k * route.interval_s < time.monotonic() - route.interval_s:
                 k += 1
                 self.missed_schedules += 1
+
+    def _spawn_send(self, route: Route) -> asyncio.Task:
+        task = asyncio.create_task(self.send(route), name=f"probe {route.name}")
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+        return task
+
+    def probe_now(self, route_name: str) -> asyncio.Task:
+        """Send one probe along the named route now, as a task ``stop()`` cancels."""
+        return self._spawn_send(self.routes[route_name])
+
+    def pause(self, route_name: str) -> None:
+        """Skip the route's scheduled probes until ``resume``; probes in flight carry on."""
+        if route_name not in self.routes:
+            raise KeyError(route_name)
+        self.paused.add(route_name)
+
+    def resume(self, route_name: str) -> None:
+        self.paused.discard(route_name)
+
+    @property
+    def tasks(self) -> list[asyncio.Task]:
+        """The engine's long-running tasks and probes in flight (for shutdown checks)."""
+        return self._tasks + list(self._sends)
 
     async def send(self, route: Route) -> _Pending:
         """Send one probe along ``route``; returns its pending record (its result may be send_failed)."""

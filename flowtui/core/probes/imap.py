@@ -311,7 +311,12 @@ class MailboxWatcher:
                 waker = asyncio.ensure_future(self.wake.wait())
                 dropped = asyncio.ensure_future(self._lost.wait())
                 push = asyncio.ensure_future(imap.wait_server_push(timeout=left))
-                done, _ = await asyncio.wait({waker, push, dropped}, return_when=asyncio.FIRST_COMPLETED)
+                try:
+                    done, _ = await asyncio.wait({waker, push, dropped}, return_when=asyncio.FIRST_COMPLETED)
+                except BaseException:  # cancelled (engine stop): leave no task of ours behind
+                    for f in (waker, push, dropped):
+                        f.cancel()
+                    raise
                 if dropped in done:
                     waker.cancel()
                     push.cancel()
@@ -352,9 +357,11 @@ class MailboxWatcher:
         wait = min(self.settings.poll_interval_s, 1.0) if self.busy() else self.settings.poll_interval_s
         waker = asyncio.ensure_future(self.wake.wait())
         dropped = asyncio.ensure_future(self._lost.wait())
-        done, _ = await asyncio.wait({waker, dropped}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-        waker.cancel()
-        dropped.cancel()
+        try:
+            done, _ = await asyncio.wait({waker, dropped}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waker.cancel()
+            dropped.cancel()
         if dropped in done:
             raise ConnectionError("the server closed the connection")
         self.wake.clear()

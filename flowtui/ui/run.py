@@ -1,0 +1,26 @@
+"""Run the full-screen monitor on a config: store, bus, engine and app on one loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from flowtui.core.engine import Engine
+from flowtui.core.events import EventBus
+from flowtui.core.model import Config
+from flowtui.core.storage import Store
+
+
+async def run_tui(config: Config, theme: str | None = None,
+                  on_started: Callable[[], Awaitable[None]] | None = None) -> int:
+    from flowtui.ui.app import FlowApp
+
+    store = await asyncio.to_thread(Store, config.monitor.database)
+    bus = EventBus()
+    engine = Engine(config, store, bus)
+    app = FlowApp(config, store, engine=engine, bus=bus, theme=theme)
+    try:
+        await app.run_async()
+    finally:
+        await app.shutdown()  # idempotent: q already did it
+    return app.return_code or 0
