@@ -827,3 +827,11 @@ def config_warnings(config: Config) -> list[str]:
             if server.security is Security.NONE and server.password is not None and not _is_loopback(server.host):
                 warnings.append(f"{where}.security: the password is sent unencrypted to {server.host}")
     return warnings
+
+
+def parse_alert_rules(raw: object, shown: str = "<rules>") -> tuple[AlertRule, ...]:
+    """Alert rules from a list of ``[[alerts]]`` tables (scenario files, tools); none: the defaults."""
+    from flowtui.core.alerts import default_rules
+
+    rules = _Reader(Path(shown), shown).alert_rules(raw, "alerts")
+    return tuple(rules) or default_rules()
