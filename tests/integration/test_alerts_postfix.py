@@ -117,3 +117,30 @@ def test_stopped_hop_fires_send_failed_once_across_a_restart(lab, tmp_path):  # 
     assert "connect" in listed[0]["message"] and listed[0]["resolved_at"] > listed[0]["fired_at"]
     firing = flowtui("alerts", "-c", str(cfg), "--firing")
     assert firing.returncode == 0 and "no alerts firing" in firing.stdout
+
+
+def test_headless_prints_the_alert_line(lab, tmp_path):  # noqa: F811
+    import subprocess
+    import time
+
+    need_real_mail()
+    cfg = write_config(lab, "alerts-headless.toml", str(tmp_path / "c.db"), interval="1h")
+    assert flowtui("lab", "stop", "--dir", lab.dir, "1").returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "flowtui", "run", "--headless", "-c", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with Store(tmp_path / "c.db") as store:
+                if store.alerts(state="fired"):
+                    break
+            time.sleep(0.3)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+        assert flowtui("lab", "start", "--dir", lab.dir, "1").returncode == 0
+    lines = out.splitlines()
+    assert any(" send_failed at connect" in ln for ln in lines), out
+    alert = [ln for ln in lines if " ALERT FIRED CRIT " in ln]
+    assert len(alert) == 1 and " send_failed: #1 send failed at connect" in alert[0], out
+    assert proc.returncode == 0 and "Traceback" not in err
