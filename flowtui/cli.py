@@ -177,6 +177,18 @@ def _run_probe(args: argparse.Namespace) -> int:
     return probecmd.main(args)
 
 
+def _alerts_parser(sub: argparse._SubParsersAction) -> None:
+    from flowtui import alertscmd
+
+    alertscmd.add_parser(sub)
+
+
+def _run_alerts(args: argparse.Namespace) -> int:
+    from flowtui import alertscmd
+
+    return alertscmd.main(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Handler]] = {
     "lab": (_lab_parser, _run_lab),
     "demo": (_demo_parser, _run_demo),
@@ -184,6 +196,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Handler]
     "check": (_check_parser, _run_check),
     "run": (_run_parser, _run_run),
     "probe": (_probe_parser, _run_probe),
+    "alerts": (_alerts_parser, _run_alerts),
 }
 
 

@@ -10,11 +10,20 @@ import time
 from datetime import datetime, timezone
 from typing import TextIO
 
+from flowtui.core.alerting import AlertEngine
 from flowtui.core.engine import Engine
-from flowtui.core.events import EventBus, MailboxStateChanged, ProbeCompleted
+from flowtui.core.events import (
+    AlertRaised,
+    AlertResolved,
+    EventBus,
+    MailboxStateChanged,
+    NotifierFailed,
+    ProbeCompleted,
+)
 from flowtui.core.headers import safe_text
 from flowtui.core.model import Config, ProbeResult, ProbeState, Route
-from flowtui.core.storage import Store
+from flowtui.core.notify import build_notifiers
+from flowtui.core.storage import AlertRecord, Store
 
 
 def _stamp(epoch: float) -> str:
@@ -56,6 +65,22 @@ def result_json(r: ProbeResult) -> str:
     })
 
 
+def alert_line(alert: AlertRecord, event: str, now: float | None = None) -> str:
+    """One line per alert event: ALERT FIRED / ESCALATED / RESOLVED."""
+    where = f" {safe_text(alert.route)}" if alert.route else ""
+    head = f"{_stamp(time.time() if now is None else now)} ALERT {event.upper()} {alert.severity.upper()}"
+    tail = f" (firing {alert.resolved_at - alert.fired_at:.1f}s)" if event == "resolved" and alert.resolved_at else ""
+    return f"{head}{where} {safe_text(alert.rule)}: {safe_text(alert.message)}{tail} [{safe_text(alert.id)}]"
+
+
+def alert_json(alert: AlertRecord, event: str) -> str:
+    return json.dumps({
+        "alert": event, "id": alert.id, "route": alert.route, "rule": alert.rule, "severity": alert.severity,
+        "state": alert.state, "fired_at": alert.fired_at, "resolved_at": alert.resolved_at,
+        "message": alert.message, "acked_at": alert.acked_at,
+    })
+
+
 async def run(
     config: Config,
     out: TextIO = sys.stdout,
@@ -67,6 +92,7 @@ async def run(
     bus = EventBus()
     sub = bus.subscribe()
     engine = Engine(config, store, bus)
+    alerting = AlertEngine(config, store, bus, build_notifiers(config.notify, bell_stream=err))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -80,18 +106,26 @@ async def run(
                     continue
                 route = engine.routes.get(r.route)
                 print(result_json(r) if as_json else result_line(r, route), file=out, flush=True)
+            elif isinstance(event, (AlertRaised, AlertResolved)):
+                kind = "resolved" if isinstance(event, AlertResolved) else "escalated" if event.escalated else "fired"
+                print(alert_json(event.alert, kind) if as_json else alert_line(event.alert, kind), file=out, flush=True)
+            elif isinstance(event, NotifierFailed):
+                print(f"flowtui: notifier {event.notifier} failed for {safe_text(event.alert_id)}: "
+                      f"{safe_text(event.detail)}", file=err, flush=True)
             elif isinstance(event, MailboxStateChanged):  # status, not results: stderr
                 detail = f" ({safe_text(event.detail)})" if event.detail else ""
                 print(f"flowtui: mailbox {safe_text(event.mailbox)}: {event.state}{detail}", file=err, flush=True)
 
     printing = asyncio.create_task(printer())
     try:
+        await alerting.start()  # before the engine: it sees every result
         await engine.start()
         await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await engine.stop()
+        await alerting.stop()
         sub.close()
         await asyncio.gather(printing, return_exceptions=True)
         store.close()

@@ -35,7 +35,12 @@ from typing import Any
 
 from flowtui.core.errors import UserError
 from flowtui.core.model import (
+    ALERT_KINDS,
+    SEVERITIES,
+    AlertRule,
     Config,
+    DnsSettings,
+    NotifierSettings,
     ImapSettings,
     MonitorSettings,
     Route,
@@ -53,13 +58,22 @@ MAX_ATTACHMENT_BYTES = 64 * 1024 * 1024
 # IMAP servers may drop an IDLE after 30 minutes (RFC 2177 says re-issue within 29).
 IDLE_LIMIT_S = 29 * 60
 
-TOP_KEYS = ("monitor", "routes")
-RESERVED_TOP_KEYS = ("dns", "alerts", "notify")
-MONITOR_KEYS = ("database", "interval", "timeout", "secret_file")
+TOP_KEYS = ("monitor", "routes", "alerts", "dns", "notify")
+RESERVED_TOP_KEYS: tuple[str, ...] = ()
+MONITOR_KEYS = ("database", "interval", "timeout", "secret_file", "default_alerts")
 ROUTE_KEYS = (
     "name", "interval", "timeout", "jitter", "from", "to", "subject", "body",
-    "attachment_size", "warn", "crit", "require_tls", "smtp", "imap",
+    "attachment_size", "warn", "crit", "require_tls", "smtp", "imap", "alerts",
 )
+ALERT_KEYS = (
+    "name", "kind", "severity", "routes", "metric", "warn", "crit", "m", "n", "count",
+    "window", "ratio", "methods", "clear",
+)
+DNS_KEYS = ("domains", "records", "nameservers", "interval", "timeout")
+DNS_RECORDS = ("MX", "SPF", "DMARC", "MTA-STS", "TLSRPT")
+NOTIFY_KEYS = ("kind", "min_severity", "command", "url", "format", "timeout", "retries", "on_resolve")
+NOTIFY_KINDS = ("log", "bell", "command", "webhook")
+WEBHOOK_FORMATS = ("json", "slack", "teams")
 SERVER_KEYS = (
     "host", "port", "security", "username", "password", "password_env",
     "password_command", "verify_tls", "ca_file", "timeout",
@@ -290,6 +304,7 @@ class _Reader:
     def monitor(self, doc: Mapping[str, Any]) -> MonitorSettings:
         table = self.table(doc, "monitor", "monitor", "[monitor]")
         self.check_keys(table, MONITOR_KEYS, "monitor")
+        self.boolean(table, "default_alerts", "monitor.default_alerts", True)  # read in load_config
         database = self.path_value(table, "database", "monitor.database") or str((self.base / "flowtui.db").resolve())
         secret_file = self.path_value(table, "secret_file", "monitor.secret_file") or database + ".secret"
         return MonitorSettings(
@@ -363,6 +378,7 @@ class _Reader:
             if "warn" in table:
                 raise self.fail("warn", f"must not be more than crit ({crit}{'' if 'crit' in table else ', the default'}), got {_describe(table['warn'])}")
             raise self.fail("crit", f"must not be less than warn ({warn}, the default), got {_describe(table['crit'])}")
+        fields["_alerts"] = self.alert_rules(table.get("alerts"), "alerts", route=fields["name"])
         return fields, smtp, imap
 
     def address(self, table: Mapping[str, Any], key: str) -> str:
@@ -460,6 +476,161 @@ class _Reader:
                 raise self.fail(f"{name}[{i}]", f'"{folder}" is listed twice')
             out.append(folder)
         return tuple(out)
+
+    # ---- alerts, dns, notify ------------------------------------------------
+
+    def choice(self, table: Mapping[str, Any], key: str, name: str, choices: tuple[str, ...],
+               default: str | None) -> str | None:
+        if key not in table:
+            return default
+        value = table[key]
+        if not isinstance(value, str) or value not in choices:
+            close = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            raise self.fail(name, f"expected one of {', '.join(chr(34) + c + chr(34) for c in choices)}, got {_describe(value)}{hint}")
+        return value
+
+    def integer(self, table: Mapping[str, Any], key: str, name: str, default: int, low: int = 1) -> int:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise self.fail(name, f"expected an integer of {low} or more, got {_describe(value)}")
+        return value
+
+    def strings(self, table: Mapping[str, Any], key: str, name: str) -> tuple[str, ...] | None:
+        if key not in table:
+            return None
+        value = table[key]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() and not _is_control(v) for v in value):
+            raise self.fail(name, f"expected an array of strings, got {_describe(value)}")
+        return tuple(v.strip() for v in value)
+
+    def alert_rules(self, raw: object, prefix: str, route: str | None = None) -> list[AlertRule]:
+        if raw is None:
+            return []
+        if isinstance(raw, dict):  # [routes.alerts] / [alerts]: a single rule
+            raw = [raw]
+        if not isinstance(raw, list):
+            raise self.fail(prefix, f"expected an array of tables ([[{prefix}]]), got {_type_name(raw)}")
+        rules = []
+        for i, item in enumerate(raw):
+            name = f"{prefix}[{i}]"
+            if not isinstance(item, dict):
+                raise self.fail(name, f"expected a table, got {_type_name(item)}")
+            rules.append(self.alert_rule(item, name, route))
+        return rules
+
+    def alert_rule(self, table: Mapping[str, Any], prefix: str, route: str | None) -> AlertRule:
+        self.check_keys(table, ALERT_KEYS, prefix)
+        k = lambda key: f"{prefix}.{key}"  # noqa: E731
+        if "kind" not in table:
+            raise self.fail(prefix, f'missing required key "kind" (one of {", ".join(ALERT_KINDS)})')
+        kind = self.choice(table, "kind", k("kind"), ALERT_KINDS, None)
+        name = self.string(table, "name", k("name"), default=kind).strip()
+        if not name or "|" in name:
+            raise self.fail(k("name"), "must not be empty or contain |")
+        fields: dict[str, Any] = {"name": name, "kind": kind}
+        fields["severity"] = self.choice(table, "severity", k("severity"), SEVERITIES, None)
+        if route is not None:
+            if "routes" in table:
+                raise self.fail(k("routes"), "a route's own rule applies to that route only; leave routes out")
+            fields["routes"] = (route,)
+        else:
+            fields["routes"] = self.strings(table, "routes", k("routes")) or ()
+        fields["metric"] = self.choice(table, "metric", k("metric"), ("total", "transit"), "total")
+        for key in ("warn", "crit"):
+            if key in table:
+                fields[f"{key}_s"] = self.duration(table, key, k(key), 0)
+        if fields.get("warn_s") and fields.get("crit_s") and fields["warn_s"] > fields["crit_s"]:
+            raise self.fail(k("warn"), f"must not be more than crit ({format_duration(fields['crit_s'])})")
+        fields["n"] = self.integer(table, "n", k("n"), 1)
+        fields["m"] = self.integer(table, "m", k("m"), 1)
+        if fields["m"] > fields["n"] and kind != "loss_ratio":
+            raise self.fail(k("m"), f"must not be more than n ({fields['n']}): m of the last n probes")
+        fields["count"] = self.integer(table, "count", k("count"), 3)
+        fields["clear"] = self.integer(table, "clear", k("clear"), 1)
+        fields["window_s"] = self.duration(table, "window", k("window"), "1h")
+        ratio = table.get("ratio", 0.2)
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+            raise self.fail(k("ratio"), f"expected a number from 0 to below 1 (0.2 = 20%), got {_describe(ratio)}")
+        fields["ratio"] = float(ratio)
+        methods = self.strings(table, "methods", k("methods"))
+        if methods is not None:
+            for i, m in enumerate(methods):
+                if m.lower() not in ("spf", "dkim", "dmarc"):
+                    raise self.fail(f"{k('methods')}[{i}]", f'expected "spf", "dkim" or "dmarc", got {_describe(m)}')
+            fields["methods"] = tuple(m.lower() for m in methods)
+        if kind == "dns" and route is not None:
+            raise self.fail(k("kind"), "dns rules belong in the top-level [[alerts]] (they watch [dns] domains)")
+        return AlertRule(**fields)
+
+    def dns(self, doc: Mapping[str, Any]) -> DnsSettings:
+        table = self.table(doc, "dns", "dns", "[dns]")
+        self.check_keys(table, DNS_KEYS, "dns")
+        domains = self.strings(table, "domains", "dns.domains") or ()
+        records = self.strings(table, "records", "dns.records")
+        if records is not None:
+            for i, r in enumerate(records):
+                if r.upper() not in DNS_RECORDS:
+                    close = difflib.get_close_matches(r.upper(), DNS_RECORDS, n=1)
+                    hint = f' (did you mean "{close[0]}"?)' if close else f" (one of {', '.join(DNS_RECORDS)})"
+                    raise self.fail(f"dns.records[{i}]", f"unknown record {_describe(r)}{hint}")
+            records = tuple(r.upper() for r in records)
+        servers = []
+        for i, ns in enumerate(self.strings(table, "nameservers", "dns.nameservers") or ()):
+            host, port = ns, 53
+            m = re.fullmatch(r"\[?([^\]]+?)\]?:(\d+)", ns) if ns.count(":") == 1 or ns.startswith("[") else None
+            if m:
+                host, port = m.group(1), int(m.group(2))
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise self.fail(f"dns.nameservers[{i}]", f'expected an IP address with an optional port such as "127.0.0.1:5353", got {_describe(ns)}') from None
+            if not 1 <= port <= 65535:
+                raise self.fail(f"dns.nameservers[{i}]", f"port must be 1-65535, got {port}")
+            servers.append((host, port))
+        fields: dict[str, Any] = {"domains": domains, "nameservers": tuple(servers)}
+        if records is not None:
+            fields["records"] = records
+        fields["interval_s"] = self.duration(table, "interval", "dns.interval", "1h")
+        fields["timeout_s"] = self.duration(table, "timeout", "dns.timeout", "5s")
+        return DnsSettings(**fields)
+
+    def notifiers(self, doc: Mapping[str, Any]) -> list[NotifierSettings]:
+        raw = doc.get("notify")
+        if raw is None:
+            return []
+        if isinstance(raw, dict):
+            raw = [raw]
+        if not isinstance(raw, list):
+            raise self.fail("notify", f"expected an array of tables ([[notify]]), got {_type_name(raw)}")
+        out = []
+        for i, table in enumerate(raw):
+            p = f"notify[{i}]"
+            if not isinstance(table, dict):
+                raise self.fail(p, f"expected a table, got {_type_name(table)}")
+            self.check_keys(table, NOTIFY_KEYS, p)
+            if "kind" not in table:
+                raise self.fail(p, f'missing required key "kind" (one of {", ".join(NOTIFY_KINDS)})')
+            kind = self.choice(table, "kind", f"{p}.kind", NOTIFY_KINDS, None)
+            fields: dict[str, Any] = {
+                "kind": kind,
+                "min_severity": self.choice(table, "min_severity", f"{p}.min_severity", SEVERITIES, "warn"),
+                "command": self.string(table, "command", f"{p}.command"),
+                "url": self.string(table, "url", f"{p}.url"),
+                "format": self.choice(table, "format", f"{p}.format", WEBHOOK_FORMATS, "json"),
+                "timeout_s": self.duration(table, "timeout", f"{p}.timeout", "10s"),
+                "retries": self.integer(table, "retries", f"{p}.retries", 2, low=0),
+                "on_resolve": self.boolean(table, "on_resolve", f"{p}.on_resolve", True),
+            }
+            if kind == "command" and not (fields["command"] or "").strip():
+                raise self.fail(p, 'a command notifier needs "command"')
+            if kind == "webhook":
+                url = fields["url"] or ""
+                if not re.match(r"https?://[^/\s]+", url):
+                    raise self.fail(f"{p}.url" if url else p, f'a webhook needs "url" = "http(s)://...", got {_describe(url) if url else "none"}')
+            out.append(NotifierSettings(**fields))
+        return out
+
 
     # ---- passwords ----------------------------------------------------------
 
@@ -583,6 +754,32 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     reader.check_keys(doc, TOP_KEYS, "")
     monitor = reader.monitor(doc)
     parsed = reader.routes(doc, monitor)
+    route_names = {fields["name"] for fields, _, _ in parsed}
+    rules = reader.alert_rules(doc.get("alerts"), "alerts")
+    for i, rule in enumerate(rules):
+        for name in rule.routes:
+            if name not in route_names:
+                close = difflib.get_close_matches(name, sorted(route_names), n=1)
+                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                raise reader.fail(f"alerts[{i}].routes", f'no route named "{name}"{hint}')
+    for fields, _, _ in parsed:
+        reader.where.route = f'route "{fields["name"]}"'
+        rules += fields.pop("_alerts")
+    reader.where.route = None
+    seen_rules: set[str] = set()
+    for rule in rules:
+        for target in rule.routes or ("",):
+            if (rule.name, target) in seen_rules:
+                raise reader.fail("alerts", f'two rules named "{rule.name}"{" for route " + chr(34) + target + chr(34) if target else ""}; give one a name = "..."')
+            seen_rules.add((rule.name, target))
+    if not rules and monitor_table_default_alerts(doc):
+        from flowtui.core.alerts import default_rules
+
+        rules = list(default_rules())
+    dns = reader.dns(doc)
+    if dns.domains and not any(r.kind == "dns" for r in rules):
+        rules.append(AlertRule(name="dns", kind="dns"))  # [dns] domains are watched for a reason
+    notify = reader.notifiers(doc)
 
     # The whole file is valid: only now look passwords up (and run commands).
     cache: dict[_PasswordSpec, Secret] = {}
@@ -592,7 +789,15 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         smtp["password"] = reader.secret(smtp["password"], f"smtp.{smtp['password'].kind}" if smtp["password"] else "", cache)
         imap["password"] = reader.secret(imap["password"], f"imap.{imap['password'].kind}" if imap["password"] else "", cache)
         routes.append(Route(smtp=ServerSettings(**smtp), imap=ImapSettings(**imap), **fields))
-    return Config(path=str(file.resolve()), monitor=monitor, routes=tuple(routes))
+    return Config(
+        path=str(file.resolve()), monitor=monitor, routes=tuple(routes),
+        alerts=tuple(rules), dns=dns, notify=tuple(notify),
+    )
+
+
+def monitor_table_default_alerts(doc: Mapping[str, Any]) -> bool:
+    """``[monitor] default_alerts`` (true unless set false): lost, send_failed, latency."""
+    return doc.get("monitor", {}).get("default_alerts", True) is not False
 
 
 def config_warnings(config: Config) -> list[str]:
@@ -622,3 +827,11 @@ def config_warnings(config: Config) -> list[str]:
             if server.security is Security.NONE and server.password is not None and not _is_loopback(server.host):
                 warnings.append(f"{where}.security: the password is sent unencrypted to {server.host}")
     return warnings
+
+
+def parse_alert_rules(raw: object, shown: str = "<rules>") -> tuple[AlertRule, ...]:
+    """Alert rules from a list of ``[[alerts]]`` tables (scenario files, tools); none: the defaults."""
+    from flowtui.core.alerts import default_rules
+
+    rules = _Reader(Path(shown), shown).alert_rules(raw, "alerts")
+    return tuple(rules) or default_rules()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from flowtui.core.model import ProbeResult
+from flowtui.core.storage import AlertRecord
 
 DEFAULT_MAXSIZE = 1000
 
@@ -105,6 +106,30 @@ class RouteStateChanged(Event):
     route: str
     state: str
     detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRaised(Event):
+    """An alert fired (once per firing; ``escalated`` when a firing one got worse)."""
+
+    alert: AlertRecord
+    escalated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AlertResolved(Event):
+    """A firing alert's condition cleared; ``alert`` has state "resolved"."""
+
+    alert: AlertRecord
+
+
+@dataclass(frozen=True, slots=True)
+class NotifierFailed(Event):
+    """A notifier (command, webhook) failed or timed out; ``detail`` is one line."""
+
+    notifier: str
+    alert_id: str
+    detail: str
 
 
 # --------------------------------------------------------------------------

@@ -224,11 +224,80 @@ class MonitorSettings:
     secret_file: str | None = None  # absolute; default: beside the database
 
 
+# --------------------------------------------------------------------------
+# Alerts, DNS checks and notifiers (DESIGN.md "Alerts")
+# --------------------------------------------------------------------------
+
+ALERT_KINDS: tuple[str, ...] = (
+    "latency", "lost", "send_failed", "bounced", "junk", "corrupted", "failures",
+    "loss_ratio", "auth", "tls", "path", "hop_count", "dns",
+)
+SEVERITIES: tuple[str, ...] = ("info", "warn", "crit")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRule:
+    """One alert rule. ``routes`` empty means every route (not used by "dns").
+
+    Which fields matter depends on ``kind``: latency uses metric/warn_s/crit_s
+    (None: the route's) and m of n; lost, send_failed, bounced, junk and
+    corrupted fire when m of the last n decided probes are in that state;
+    failures needs ``count`` failed probes in a row; loss_ratio compares the
+    failed share of the probes sent within ``window_s`` with ``ratio``; auth
+    checks ``methods``; path and hop_count adopt a new path after ``count``
+    probes on it. ``clear`` is the hysteresis: how many good probes in a row
+    resolve a firing alert.
+    """
+
+    name: str
+    kind: str
+    severity: str | None = None  # None: the kind's default (latency: warn then crit)
+    routes: tuple[str, ...] = ()
+    metric: str = "total"
+    warn_s: float | None = None
+    crit_s: float | None = None
+    m: int = 1
+    n: int = 1
+    count: int = 3
+    window_s: float = 3600.0
+    ratio: float = 0.2
+    methods: tuple[str, ...] = ("spf", "dkim", "dmarc")
+    clear: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSettings:
+    """``[dns]``: which domains' records are checked, how often, with which resolver."""
+
+    domains: tuple[str, ...] = ()
+    records: tuple[str, ...] = ("MX", "SPF", "DMARC", "MTA-STS", "TLSRPT")
+    nameservers: tuple[tuple[str, int], ...] = ()  # empty: the system's resolver
+    interval_s: float = 3600.0
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class NotifierSettings:
+    """One ``[[notify]]`` entry: kind is "log", "bell", "command" or "webhook"."""
+
+    kind: str
+    min_severity: str = "warn"
+    command: str | None = None
+    url: str | None = None
+    format: str = "json"  # webhook body: "json", "slack" or "teams"
+    timeout_s: float = 10.0
+    retries: int = 2
+    on_resolve: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     path: str
     monitor: MonitorSettings
     routes: tuple[Route, ...]
+    alerts: tuple[AlertRule, ...] = ()  # global rules and every route's own, defaults included
+    dns: DnsSettings = DnsSettings()
+    notify: tuple[NotifierSettings, ...] = ()
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,87 @@
+"""The alert rule state machine, driven by scenario files in tests/data/alerts/.
+
+Each file holds optional [route] settings, [[rules]] (the keys of [[alerts]];
+none: the defaults) and [[steps]]: a probe result, a tick or a DNS check at a
+time, with the alerts that step fired, escalated and resolved. Alerts are
+named rule/severity (DNS ones rule/severity/problem).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from flowtui.core.alerts import AlertBook, DnsObservation, Transition, alert_key
+from flowtui.core.config import parse_alert_rules, parse_duration
+from flowtui.core.model import AuthResults, Hop, ImapSettings, MethodResult, ProbeResult, ProbeState, Route, Security, ServerSettings
+
+DATA = Path(__file__).parents[1] / "data" / "alerts"
+FILES = sorted(DATA.glob("*.toml"))
+
+
+def _route(spec: dict) -> Route:
+    server = ServerSettings(host="127.0.0.1", port=25, security=Security.NONE)
+    imap = ImapSettings(host="127.0.0.1", port=143, security=Security.NONE)
+    extra = {}
+    if "warn" in spec:
+        extra["warn_s"] = parse_duration(spec["warn"])
+    if "crit" in spec:
+        extra["crit_s"] = parse_duration(spec["crit"])
+    return Route(name="r", mail_from="a@x.test", rcpt_to="b@x.test", smtp=server, imap=imap,
+                 require_tls=spec.get("require_tls", False), **extra)
+
+
+def _probe(p: dict) -> ProbeResult:
+    hosts = p.get("hops", [])
+    tls = p.get("tls", [None] * len(hosts))
+    hops = tuple(Hop(index=i, by_host=h, tls=t) for i, (h, t) in enumerate(zip(hosts, tls)))
+    auth = None
+    if "auth" in p:
+        a = {k: MethodResult(k, v) for k, v in p["auth"].items()}
+        auth = AuthResults(spf=a.get("spf"), dkim=a.get("dkim"), dmarc=a.get("dmarc"))
+    return ProbeResult(
+        route="r", probe_id=f"p{p['seq']}", seq=p["seq"], state=ProbeState(p["state"]), sent_at=float(p["sent"]),
+        total_s=p.get("total"), transit_s=p.get("transit"), folder=p.get("folder"), hops=hops, auth=auth,
+        error=p.get("error"), error_phase=p.get("error_phase"),
+    )
+
+
+def _name(t: Transition) -> str:
+    base = f"{t.alert.rule}/{t.alert.severity}"
+    return base if t.alert.route else f"{base}/{alert_key(t.alert.id).rsplit(' ', 1)[1]}"
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_scenario(path: Path) -> None:
+    doc = tomllib.loads(path.read_text())
+    assert doc.get("description") and doc["steps"]
+    book = AlertBook(parse_alert_rules(doc.get("rules"), path.name), {"r": _route(doc.get("route", {}))})
+    for i, step in enumerate(doc["steps"]):
+        now = float(step["at"])
+        if "probe" in step:
+            got = book.observe(_probe(step["probe"]), now)
+        elif "dns" in step:
+            got = book.observe_dns(DnsObservation(**step["dns"]), now)
+        else:
+            assert step.get("tick"), f"step {i}: probe, dns or tick"
+            got = book.tick(now)
+        for kind in ("fired", "escalated", "resolved"):
+            names = sorted(_name(t) for t in got if t.kind == kind)
+            assert names == sorted(step.get(kind, [])), f"{path.name} step {i} (at {now}): {kind} {names}: {[t.alert.message for t in got]}"
+        for t in got:
+            assert t.alert.message and (t.alert.state == "resolved") == (t.kind == "resolved")
+
+
+def test_a_restored_firing_alert_does_not_fire_again() -> None:
+    from flowtui.core.alerts import default_rules
+
+    first = AlertBook(default_rules(), {"r": _route({})})
+    failed = _probe({"seq": 1, "state": "send_failed", "sent": 0})
+    [fired] = first.observe(failed, 1.0)
+    again = AlertBook(default_rules(), {"r": _route({})})  # a restarted monitor
+    again.restore([fired.alert], [failed])
+    assert again.observe(_probe({"seq": 2, "state": "send_failed", "sent": 60}), 61.0) == []
+    [resolved] = again.observe(_probe({"seq": 3, "state": "delivered", "sent": 120, "total": 1}), 121.0)
+    assert resolved.kind == "resolved" and resolved.alert.id == fired.alert.id
