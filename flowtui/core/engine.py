@@ -20,7 +20,7 @@ from flowtui.core.model import Config, ProbeResult, ProbeState, Route
 from flowtui.core.probes.imap import FoundProbe, MailboxWatcher
 from flowtui.core.probes.smtp import send_probe
 from flowtui.core.storage import Store
-from flowtui.core.token import build_message, check_content, load_secret
+from flowtui.core.token import build_message, load_secret
 
 log = logging.getLogger("flowtui.engine")
 
@@ -34,6 +34,8 @@ class _Pending:
     t0_mono: float | None = None  # None: restored from the store after a restart
     accepted_mono: float | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    # a copy that arrived changed (or a look-alike with its token): CORRUPTED if no true copy comes
+    corrupt_copy: ProbeResult | None = None
 
 
 class Engine:
@@ -226,9 +228,11 @@ class Engine:
         token = found.token
         pending = self.pending.get(token.probe_id)
         if pending is None:
+            if not found.intact:
+                return  # a changed copy of a probe that is not outstanding: nothing to record
             known = await asyncio.to_thread(self.store.probe, token.probe_id)
             if known is not None and known.state not in (ProbeState.PENDING, ProbeState.LOST):
-                self.duplicates += 1  # seen before (e.g. a crash between store and delete)
+                self.duplicates += 1  # a second true copy (e.g. a crash between store and delete)
                 return
             route = self.routes.get(token.route)
             if route is None:
@@ -239,7 +243,16 @@ class Engine:
                 sent_at=token.sent_at,
             )
             pending = _Pending(route, base)
-        was_lost = pending.result.state is ProbeState.LOST
+        result = self._arrival(pending, found)
+        if not found.intact:
+            # not final: the true copy may still come (a look-alike must not decide the result)
+            pending.corrupt_copy = result
+            log.warning("probe %s of %s arrived changed in %s", token.probe_id, pending.route.name, found.folder)
+            return
+        self._update(pending, result, arrived=True)
+
+    def _arrival(self, pending: _Pending, found: FoundProbe) -> ProbeResult:
+        """The probe's result as this copy of it says: times, path, authentication, state."""
         r = pending.result
         if pending.t0_mono is not None and found.live:
             total = found.detected_mono - pending.t0_mono
@@ -247,24 +260,29 @@ class Engine:
         else:  # restored after a restart, or found by a catch-up scan: wall clocks
             total = found.detected_wall - r.sent_at
             transit = total - r.submit_s if r.submit_s is not None else None
-        path = parse_received_chain(found.message)
-        auth = parse_authentication_results(found.message)
-        content_ok = check_content(found.message, token)
-        if found.junk:
-            state = ProbeState.JUNK
-        elif not content_ok:
+        if not found.intact:
             state = ProbeState.CORRUPTED
-        elif was_lost:
+        elif found.junk:
+            state = ProbeState.JUNK
+        elif r.state is ProbeState.LOST:
             state = ProbeState.LATE
         else:
             state = ProbeState.DELIVERED
         unc = found.uncertainty_s
         phases = tuple(p for p in r.phases if p[0] != "detected") + ((("detected", total),) if total is not None else ())
-        self._update(pending, replace(
+        return replace(
             r, state=state, total_s=total, transit_s=transit, detected_at=found.detected_wall,
             detect_uncertainty_s=None if unc is None or math.isnan(unc) else unc,
-            folder=found.folder, hops=path.hops, auth=auth, content_ok=content_ok, phases=phases,
-        ), arrived=True)
+            folder=found.folder, hops=parse_received_chain(found.message).hops,
+            auth=parse_authentication_results(found.message), content_ok=found.intact, phases=phases,
+        )
+
+    def _timed_out(self, pending: _Pending) -> None:
+        """No true copy by the timeout: corrupted if a changed one came, else lost."""
+        if pending.corrupt_copy is not None:
+            self._update(pending, pending.corrupt_copy)
+        else:
+            self._update(pending, replace(pending.result, state=ProbeState.LOST))
 
     async def _expire_loop(self) -> None:
         while True:
@@ -273,7 +291,7 @@ class Engine:
             for probe_id, p in list(self.pending.items()):
                 r = p.result
                 if r.state is ProbeState.PENDING and now - r.sent_at > p.route.timeout_s:
-                    self._update(p, replace(r, state=ProbeState.LOST))
+                    self._timed_out(p)
                 elif r.state is ProbeState.LOST and now - r.sent_at > LATE_WINDOW_S:
                     self.pending.pop(probe_id, None)
 
@@ -288,5 +306,5 @@ class Engine:
             except TimeoutError:
                 pass
         if pending.result.state is ProbeState.PENDING:  # the timeout came first
-            self._update(pending, replace(pending.result, state=ProbeState.LOST))
+            self._timed_out(pending)
         return pending.result

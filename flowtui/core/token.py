@@ -41,6 +41,7 @@ class Token:
     probe_id: str
     sent_ms: int
     content: str  # 16 hex chars of the content hash
+    text: str = ""  # the token as written
 
     @property
     def sent_at(self) -> float:
@@ -92,6 +93,11 @@ def make_token(key: bytes, route: str, seq: int, sent_ms: int, content: str, pro
     return f"{body}.{_mac(key, body)}"
 
 
+def expected_message_id(token: Token) -> str:
+    """The Message-ID a probe with this token was sent with."""
+    return f"<flowtui.{token.text}@{MSGID_DOMAIN}>"
+
+
 def verify_token(key: bytes, text: str | None) -> Token | None:
     """The token, if ``text`` is one this installation made; else None. Never raises."""
     if not text or len(text) > 512:
@@ -103,7 +109,7 @@ def verify_token(key: bytes, text: str | None) -> Token | None:
     if not hmac.compare_digest(_mac(key, body), mac):
         return None
     try:
-        return Token(_unb64(parts[1]), int(parts[2]), parts[3], int(parts[4]), parts[5])
+        return Token(_unb64(parts[1]), int(parts[2]), parts[3], int(parts[4]), parts[5], text.strip())
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
 
@@ -152,7 +158,7 @@ def build_message(
     text = body.rstrip("\n") + "\n"
     digest = content_hash(text, attachment)
     token = make_token(key, route, seq, sent_ms, digest, probe_id)
-    msgid = f"<flowtui.{token}@{MSGID_DOMAIN}>"
+    msgid = f"<flowtui.{token}@{MSGID_DOMAIN}>"  # expected_message_id()
     msg = EmailMessage(policy=_POLICY)
     msg["From"] = mail_from
     msg["To"] = rcpt_to

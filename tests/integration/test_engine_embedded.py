@@ -10,7 +10,7 @@ from flowtui.core.events import ProbeCompleted
 from flowtui.core.model import ProbeState
 from flowtui.core.storage import Store
 from flowtui.lab.embedded import EmbeddedLab
-from mail import running_engine
+from mail import imap_login, running_engine
 
 
 async def with_engine(lab_dir, routes_from, body):
@@ -41,10 +41,16 @@ async def test_content_changed_in_transit_is_corrupted(lab_dir):
         lab.hop(2).rewrite = lambda data: data.replace(b"automated", b"AUTOMATED")
 
         async def body(engine, config, events):
-            return await engine.probe_once(config.routes[0], 10)
+            return await engine.probe_once(replace(config.routes[0], timeout_s=2.0))
 
         r = await with_engine(lab_dir, lambda r: [r], body)
-    assert r.state is ProbeState.CORRUPTED and r.content_ok is False
+        # recorded as corrupted with the changed copy's times, and the copy is left in place
+        assert r.state is ProbeState.CORRUPTED and r.content_ok is False and 0 < r.total_s < 2
+        imap = await imap_login(lab.state, tls=False)
+        await imap.select("INBOX")
+        left = await imap.uid_search("HEADER", "X-Flowtui-Probe", r.probe_id, charset=None)
+        await imap.logout()
+        assert left.lines[0].split(), "a changed copy must never be deleted"
 
 
 async def test_lost_then_late_and_sequence_numbers(lab_dir):
@@ -69,3 +75,51 @@ async def test_lost_then_late_and_sequence_numbers(lab_dir):
     with Store(lab_dir / "e.db") as store:
         assert store.probe(late.probe_id).state is ProbeState.LATE
         assert store.next_seq(first.route) == 3
+
+
+async def test_replayed_real_tokens_never_delete_mail_or_decide_a_result(lab_dir):
+    """Someone who saw a probe's headers copies its token into other mail: nothing is touched."""
+    import re
+
+    from flowtui.core.model import ProbeState as S
+
+    async with await EmbeddedLab.start(lab_dir) as lab:
+        async def body(engine, config, events):
+            route = config.routes[0]
+            lab.hop(1).hold()
+            pending = await engine.send(route)  # in flight, held at hop 1
+            token = re.search(r"<flowtui\.(.+)@", pending.result.message_id).group(1)
+            msgid = pending.result.message_id
+            decoys = [
+                # same token and Message-ID, other content
+                f"Message-ID: {msgid}\r\nX-Flowtui-Probe: {token}\r\nSubject: user mail 1\r\n\r\nmine\r\n",
+                # same token, another Message-ID
+                f"Message-ID: <user2@example.test>\r\nX-Flowtui-Probe: {token}\r\nSubject: user mail 2\r\n\r\nmine\r\n",
+                # the token twice
+                f"Message-ID: {msgid}\r\nX-Flowtui-Probe: {token}\r\nX-Flowtui-Probe: {token}\r\n\r\nmine\r\n",
+                # lower-case field name and trailing space
+                f"Message-ID: <user4@example.test>\r\nx-flowtui-probe: {token} \r\n\r\nmine\r\n",
+            ]
+            imap = await imap_login(lab.state, tls=False)
+            for i, d in enumerate(decoys):
+                assert (await imap.append(d.encode(), mailbox="INBOX", flags=r"(\Flagged)" if i % 2 else None)).result == "OK"
+            await asyncio.sleep(2.5)  # the watcher has seen them all by now
+            assert pending.result.state is S.PENDING  # no look-alike decided the result
+            lab.hop(1).release()
+            async with asyncio.timeout(10):
+                await pending.done.wait()
+            result = pending.result
+            # after delivery, a replay of the delivered probe's token into new mail
+            replay = f"Message-ID: <user5@example.test>\r\nX-Flowtui-Probe: {token}\r\n\r\nreplayed\r\n"
+            assert (await imap.append(replay.encode(), mailbox="INBOX")).result == "OK"
+            await asyncio.sleep(2.5)
+            await imap.select("INBOX")
+            left = await imap.uid_search("ALL", charset=None)
+            flagged = await imap.uid_search("FLAGGED", charset=None)
+            await imap.logout()
+            return result, left.lines[0].split(), flagged.lines[0].split()
+
+        result, left, flagged = await with_engine(lab_dir, lambda r: [r], body)
+    assert result.state is ProbeState.DELIVERED and result.content_ok
+    assert len(left) == 5  # four decoys and the replay, all still there (the probe itself is gone)
+    assert len(flagged) == 2

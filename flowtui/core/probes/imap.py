@@ -29,7 +29,7 @@ from aioimaplib.aioimaplib import Command
 
 from flowtui.core.model import ImapSettings, Security
 from flowtui.core.probes.smtp import tls_context
-from flowtui.core.token import HEADER, Token, build_message, verify_token
+from flowtui.core.token import HEADER, Token, build_message, check_content, expected_message_id, verify_token
 
 log = logging.getLogger("flowtui.imap")
 
@@ -59,6 +59,9 @@ class FoundProbe:
     detected_wall: float
     uncertainty_s: float  # how late the detection may be compared with the arrival
     live: bool  # seen as it arrived (push/poll); False: found by a scan after (re)connecting
+    # the Message-ID is the one the token names and the content hash matches: a byte-true
+    # copy of what flowtui sent. Only such a message is ever deleted.
+    intact: bool = True
 
 
 @dataclass
@@ -387,28 +390,38 @@ class MailboxWatcher:
     async def _consider(
         self, imap, folder: _Folder, uid: int, live: bool, pushed_at, looked_at, previous_search
     ) -> None:
-        # 1. only the token header field, without setting \Seen
+        # 1. only the token header field, without setting \Seen; exactly one, and it verifies
         r = await imap.uid("fetch", str(uid), f"(UID BODY.PEEK[HEADER.FIELDS ({HEADER.upper()})])")
         token = None
         for _uid, literal, _ in _literals(r):
-            msg = email.message_from_bytes(literal)
-            token = verify_token(self.key, msg.get(HEADER))
+            values = email.message_from_bytes(literal).get_all(HEADER) or []
+            token = verify_token(self.key, values[0]) if len(values) == 1 else None
         if token is None:
             folder.checked.add(uid)  # not ours: never looked at again
             return
-        # 2. a verified probe: the whole message, still without \Seen
+        # 2. its Message-ID must be the one the token names (a token copied into other mail is not)
+        r = await imap.uid("fetch", str(uid), "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+        ids = [email.message_from_bytes(lit).get_all("Message-ID") or [] for _, lit, _ in _literals(r)]
+        if not ids or [i.strip() for i in ids[0]] != [expected_message_id(token)]:
+            folder.checked.add(uid)
+            log.warning("%s: UID %s carries a valid probe token under another Message-ID: left alone", self.name, uid)
+            return
+        # 3. a verified probe: the whole message, still without \Seen
         r = await imap.uid("fetch", str(uid), "(UID INTERNALDATE BODY.PEEK[])")
         parts = _literals(r)
         if not parts:
             return  # gone meanwhile (deleted by someone else)
         _, raw, line = parts[0]
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
-        again = verify_token(self.key, message.get(HEADER))
+        values = message.get_all(HEADER) or []
+        again = verify_token(self.key, values[0]) if len(values) == 1 else None
         if again is None or again.probe_id != token.probe_id:
             folder.checked.add(uid)
             return
+        intact = check_content(message, again)
         if token.route == CALIBRATION_ROUTE:  # our own timing message: just remove it
-            await self._delete(imap, uid)
+            if intact:
+                await self._delete(imap, uid)
             folder.checked.add(uid)
             return
         now_wall, now_mono = time.time(), time.monotonic()
@@ -427,10 +440,16 @@ class MailboxWatcher:
             detected_wall = arrived if arrived is not None else now_wall
             detected_mono = now_mono - (now_wall - detected_wall)
             uncertainty = 1.0 if arrived is not None else float("nan")
-        found = FoundProbe(token, message, folder.name, folder.junk, uid, detected_mono, detected_wall, uncertainty, live)
+        found = FoundProbe(
+            token, message, folder.name, folder.junk, uid, detected_mono, detected_wall, uncertainty, live, intact
+        )
         await self.on_probe(found)
-        removed = await self._delete(imap, uid)
         folder.checked.add(uid)
+        if not intact:  # changed in transit, or someone's copy with other content: never deleted
+            log.warning("%s: probe %s in UID %s does not match what was sent: left in place",
+                        self.name, token.probe_id, uid)
+            return
+        removed = await self._delete(imap, uid)
         self.on_removed(found, removed)
 
     async def _delete(self, imap, uid: int) -> bool:
