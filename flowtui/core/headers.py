@@ -858,6 +858,16 @@ _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[
 _MARKUP = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
 
 
+def valid_text(text: str) -> str:
+    """Text that encodes as UTF-8: undecodable bytes kept by 'surrogateescape' become U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").encode(
+            "utf-8", "replace").decode("utf-8")
+
+
 def safe_text(text: object) -> str:
     """Untrusted header text made safe for a terminal and for Rich markup.
 
@@ -865,7 +875,7 @@ def safe_text(text: object) -> str:
     characters as ``\\xNN``, tabs and newlines as spaces, and ``[tag]`` markup
     is escaped the way ``rich.markup.escape`` does it.
     """
-    s = "" if text is None else str(text)
+    s = valid_text("" if text is None else str(text))
     s = s.replace("\t", " ").replace("\r", " ").replace("\n", " ")
     s = _ANSI.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), s)
     s = _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", s)

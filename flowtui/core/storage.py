@@ -40,6 +40,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from flowtui.core.headers import valid_text
 from flowtui.core.model import (
     AuthResults,
     Bounce,
@@ -338,8 +339,13 @@ def _ts_from_text(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
+def _valid(row: dict[str, Any]) -> dict[str, Any]:
+    """Every text value storable as UTF-8 (header text may hold undecodable bytes)."""
+    return {k: valid_text(v) if isinstance(v, str) else v for k, v in row.items()}
+
+
 def _probe_row(r: ProbeResult, updated_at: float) -> dict[str, Any]:
-    return {
+    return _valid({
         "probe_id": r.probe_id,
         "route": r.route,
         "seq": r.seq,
@@ -360,11 +366,11 @@ def _probe_row(r: ProbeResult, updated_at: float) -> dict[str, Any]:
         "auth": _auth_to_json(r.auth),
         "bounce": _bounce_to_json(r.bounce),
         "updated_at": updated_at,
-    }
+    })
 
 
 def _hop_row(probe_id: str, h: Hop) -> dict[str, Any]:
-    return {
+    return _valid({
         "probe_id": probe_id,
         "idx": h.index,
         "from_host": h.from_host,
@@ -380,7 +386,7 @@ def _hop_row(probe_id: str, h: Hop) -> dict[str, Any]:
         "timestamp": _ts_to_text(h.timestamp),
         "delay_s": h.delay_s,
         "raw": h.raw,
-    }
+    })
 
 
 def _hop_from_row(row: sqlite3.Row) -> Hop:

@@ -142,3 +142,40 @@ async def test_lab_tls_auth_and_certificate_checks(lab_dir, tmp_path):
 )
 def test_queue_id_of(reply, qid):
     assert queue_id_of(reply) == qid
+
+
+async def test_reply_bytes_that_are_not_utf8_are_stored_and_shown_safely(tmp_path):
+    """A server answers with raw 8-bit bytes, ANSI and markup: stored, escaped, never dropped."""
+    from flowtui.core.headers import safe_text
+    from flowtui.core.model import ProbeResult, ProbeState
+    from flowtui.core.storage import Store
+
+    async def evil(reader, writer):
+        writer.write(b"220 evil.test ESMTP\r\n")
+        await reader.readline()
+        writer.write(b"554 5.0.0 \x1b[31mdenied\x1b[0m [red]markup[/red] \x9b2J\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        writer.close()
+
+    srv = await asyncio.start_server(evil, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        out = await send_probe(plain(port), "a@example.test", "b@example.test", b"x")
+    finally:
+        srv.close()
+    assert not out.ok and "554 5.0.0" in out.error
+    out.error.encode("utf-8")  # storable as it is
+    shown = safe_text(out.error)
+    assert "\x1b" not in shown and "\x9b" not in shown and "\udc9b" not in shown
+    with Store(tmp_path / "x.db") as store:
+        store.write_result(ProbeResult(route="r", probe_id="p1", seq=1, state=ProbeState.SEND_FAILED,
+                                       sent_at=1.0, error=out.error, error_phase=out.error_phase))
+        # a header value with an undecodable byte (as email's parser keeps it) is stored too
+        from flowtui.core.model import Hop
+        store.write_result(ProbeResult(route="r", probe_id="p2", seq=2, state=ProbeState.DELIVERED, sent_at=2.0,
+                                       hops=(Hop(0, from_host="caf\udce9.example", raw="from caf\udce9"),)))
+        store.flush_sync(10)
+        assert store.probe("p1").error.startswith("554 5.0.0")
+        assert store.probe("p2").hops[0].from_host == "caf\ufffd.example"
+        assert store.write_errors == 0

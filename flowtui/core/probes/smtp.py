@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import aiosmtplib
 
+from flowtui.core.headers import valid_text
 from flowtui.core.model import Security, ServerSettings
 
 _QUEUE_ID = re.compile(r"(?:queued as|queued with id|id=|\bid\b)\s*<?([A-Za-z0-9._\-]{4,64})", re.IGNORECASE)
@@ -118,10 +119,10 @@ async def send_probe(
         out.accepted_mono = time.monotonic()
         mark("data_accepted")
         out.ok = True
-        out.reply = " ".join(reply.split())
-        out.queue_id = queue_id_of(reply)
+        out.reply = valid_text(" ".join(reply.split()))
+        out.queue_id = queue_id_of(out.reply)
     except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError, ValueError) as exc:
-        out.error = _words(exc)
+        out.error = valid_text(_words(exc))  # servers may send bytes that are not UTF-8
         out.error_phase = phase
     finally:
         try:
