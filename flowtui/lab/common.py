@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -70,17 +71,36 @@ def check_hop(hop: int, hops: int) -> None:
         raise UserError(f"HOP {hop}: this lab has hops 1 to {hops} (1 is the submission hop)")
 
 
+_HELD_LOCKS: list[int] = []  # held until this process ends: one 'lab up' per directory at a time
+
+
 def prepare_dir(lab_dir: str | os.PathLike[str]) -> Path:
-    """Make DIR (absolute) and refuse to start a second lab over a running one."""
+    """Make DIR (absolute), lock it, and refuse to start a lab over anything else.
+
+    DIR must be new, empty, or a lab's directory whose lab is down.
+    """
+    from flowtui.lab.procs import belongs_to
+
     path = Path(lab_dir).expanduser().resolve()
-    if (path / STATE_FILE).exists():
-        state = LabState.load(path)
-        if any(pid_alive(p) for p in state.pids.values()):
-            raise UserError(f"{path}: a lab already runs here; 'flowtui lab down --dir {lab_dir}' first")
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: not a directory")
+    if path.is_dir() and not (path / STATE_FILE).exists() and any(p.name != ".lab.lock" for p in path.iterdir()):
+        raise UserError(f"{path}: the directory is not empty and holds no lab; choose a new or empty directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / ".lab.lock", os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise UserError(f"{path}: cannot create the lab directory ({exc.strerror})")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise UserError(f"{path}: another 'flowtui lab up' is starting a lab here")
+    _HELD_LOCKS.append(fd)
+    if (path / STATE_FILE).exists():
+        state = LabState.load(path)
+        if any(belongs_to(p, path) for p in state.pids.values()):
+            raise UserError(f"{path}: a lab already runs here; 'flowtui lab down --dir {lab_dir}' first")
     return path
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from flowtui.core.errors import UserError
 from flowtui.lab.common import LabState, describe
 
 
@@ -26,7 +27,19 @@ def main(args: argparse.Namespace) -> int:
         state = impl.up(args.dir, args.hops)
         print(describe(state))
         return 0
-    impl = _kind(args.dir)
+    if cmd == "down":
+        try:
+            impl = _kind(args.dir)
+        except UserError as exc:  # no readable lab.json: stop whatever runs in DIR
+            from flowtui.lab.procs import stop_everything_in
+
+            stopped = stop_everything_in(args.dir)
+            if not stopped:
+                raise
+            print(f"lab down: {exc}; stopped {len(stopped)} processes running in {args.dir}")
+            return 0
+    else:
+        impl = _kind(args.dir)
     if cmd == "down":
         stopped = impl.down(args.dir)
         print(f"lab down: stopped {', '.join(stopped)}" if stopped else "lab down: nothing was running")
@@ -46,8 +59,6 @@ def main(args: argparse.Namespace) -> int:
         imap_actions = {"stop": getattr(impl, "stop_imap", None), "start": getattr(impl, "start_imap", None)}
         action = imap_actions.get(cmd)
         if action is None:
-            from flowtui.core.errors import UserError
-
             raise UserError(f"lab: '{cmd} imap' is not supported by the {LabState.load(args.dir).kind} lab")
         print(action(args.dir))
         return 0

@@ -28,7 +28,6 @@ from flowtui.lab.common import (
     LabState,
     check_hop,
     check_hops,
-    pid_alive,
     prepare_dir,
     wait_pid_gone,
 )
@@ -95,9 +94,11 @@ def _request(lab_dir: str, cmd: str, **kw: object) -> dict:
 
 
 def down(lab_dir: str) -> list[str]:
+    from flowtui.lab.procs import belongs_to
+
     state = LabState.load(lab_dir)
     pid = state.pids.get("server", 0)
-    if not pid_alive(pid):
+    if not belongs_to(pid, state.dir):  # gone, or the PID now names someone else's process
         return []
     try:
         _request(lab_dir, "down")
@@ -110,8 +111,10 @@ def down(lab_dir: str) -> list[str]:
 
 
 def status(lab_dir: str) -> dict[str, str]:
+    from flowtui.lab.procs import belongs_to
+
     state = LabState.load(lab_dir)
-    if not pid_alive(state.pids.get("server", 0)):
+    if not belongs_to(state.pids.get("server", 0), state.dir):
         return {"lab": "stopped"}
     return _request(lab_dir, "status")["status"]
 

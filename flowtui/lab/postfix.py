@@ -369,10 +369,10 @@ def down(lab_dir: str) -> list[str]:
     roots = {}
     for hop in range(1, state.hops + 1):
         pid = _master_pid(base, hop) or state.pids.get(f"hop{hop}")
-        if pid and pid_alive(pid):
+        if pid and procs.belongs_to(pid, base):
             roots[f"hop{hop}"] = pid
     pid = _dovecot_pid(base) or state.pids.get("dovecot")
-    if pid and pid_alive(pid):
+    if pid and procs.belongs_to(pid, base):
         roots["dovecot"] = pid
     everything = set().union(*(procs.tree(p) for p in roots.values())) if roots else set()
     for name, pid in roots.items():
@@ -436,7 +436,7 @@ def _queue_tool(tool: str, base: Path, hop: int, *args: str) -> None:
 
 def _running(base: Path, hop: int) -> bool:
     pid = _master_pid(base, hop)
-    return bool(pid and pid_alive(pid))
+    return bool(pid and procs.belongs_to(pid, base))
 
 
 def _restart_smtpd(base: Path, hop: int, port: int) -> None:
@@ -482,7 +482,7 @@ def release(lab_dir: str, hop: int) -> str:
 def stop_hop(lab_dir: str, hop: int) -> str:
     base, port = _hop_target(lab_dir, hop)
     pid = _master_pid(base, hop)
-    if not (pid and pid_alive(pid)):
+    if not (pid and procs.belongs_to(pid, base)):
         return f"hop {hop}: already stopped"
     everything = procs.tree(pid)
     _postfix(base, hop, "stop")
@@ -510,7 +510,7 @@ def stop_imap(lab_dir: str) -> str:
     state = LabState.load(lab_dir)
     base = Path(state.dir)
     pid = _dovecot_pid(base)
-    if not (pid and pid_alive(pid)):
+    if not (pid and procs.belongs_to(pid, base)):
         return "imap: already stopped"
     everything = procs.tree(pid)
     procs.kill_all({pid}, signal.SIGTERM)

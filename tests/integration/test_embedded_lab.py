@@ -12,7 +12,8 @@ import pytest
 
 from flowtui.lab.common import LabState
 from flowtui.lab.embedded import EmbeddedLab
-from integration.labproc import flowtui, processes_in
+from flowtui.lab.procs import processes_in
+from integration.labproc import flowtui
 from mail import absent_for, idle_sees_new_mail, imap_login, make_message, send, wait_found
 
 
@@ -133,3 +134,53 @@ def test_cli_up_twice_in_one_dir_is_refused(lab_dir):
         assert r.returncode == 2 and "already runs" in r.stderr
     finally:
         flowtui("lab", "down", "--dir", d)
+
+
+def test_lab_up_refuses_a_non_empty_directory_and_a_concurrent_up(lab_dir):
+    (lab_dir / "notes.txt").write_text("mine")
+    r = flowtui("lab", "up", "--embedded", "--dir", str(lab_dir))
+    assert r.returncode == 2 and "not empty" in r.stderr
+    assert sorted(p.name for p in lab_dir.iterdir()) == ["notes.txt"]  # nothing written
+    import fcntl
+    import os
+
+    d = lab_dir / "lab"
+    d.mkdir()
+    fd = os.open(d / ".lab.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as another 'lab up' would hold it
+    try:
+        r = flowtui("lab", "up", "--embedded", "--dir", str(d))
+        assert r.returncode == 2 and "another 'flowtui lab up'" in r.stderr
+    finally:
+        os.close(fd)
+
+
+def test_down_never_signals_a_process_that_is_not_the_labs(lab_dir):
+    import subprocess
+    import sys
+
+    d = str(lab_dir / "lab")
+    assert flowtui("lab", "up", "--embedded", "--dir", d).returncode == 0
+    assert flowtui("lab", "down", "--dir", d).returncode == 0
+    # a stale lab.json whose PID now belongs to someone else's process
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd="/tmp")
+    try:
+        state = LabState.load(d)
+        state.pids = {"server": other.pid}
+        state.save()
+        r = flowtui("lab", "down", "--dir", d)
+        assert r.returncode == 0 and "nothing was running" in r.stdout
+        assert other.poll() is None  # still alive
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_down_with_a_corrupted_state_file_still_stops_the_lab(lab_dir):
+    d = lab_dir / "lab"
+    assert flowtui("lab", "up", "--embedded", "--dir", str(d)).returncode == 0
+    assert processes_in(d)
+    (d / "lab.json").write_text("{ not json")
+    r = flowtui("lab", "down", "--dir", str(d))
+    assert r.returncode == 0 and "not a lab state file" in r.stdout
+    assert processes_in(d) == {}

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import need_real_mail
 from flowtui.lab.common import LabState
-from integration.labproc import flowtui, processes_in
+from flowtui.lab.procs import processes_in
+from integration.labproc import flowtui
 from mail import absent_for, idle_sees_new_mail, imap_login, make_message, send, wait_found
 
 pytestmark = pytest.mark.realmail
