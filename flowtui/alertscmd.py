@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from datetime import datetime, timezone
 
@@ -33,14 +32,14 @@ def _stamp(epoch: float | None) -> str:
 def main(args: argparse.Namespace) -> int:
     from flowtui.core.config import load_config, parse_duration
     from flowtui.core.headers import safe_text
-    from flowtui.core.storage import Store
+    from flowtui.core.storage import open_store
 
     try:
         since_s = parse_duration(args.since)
     except ValueError as exc:
         raise UserError(f"--since: {exc}", code=2) from None
     config = load_config(args.config)
-    with Store(config.monitor.database) as store:
+    with open_store(config.path, config.monitor.database) as store:
         if args.ack:
             known = [a for a in store.alerts(limit=1_000_000) if a.id == args.ack]
             if not known:

@@ -23,7 +23,7 @@ from flowtui.core.events import (
 from flowtui.core.headers import safe_text
 from flowtui.core.model import Config, ProbeResult, ProbeState, Route
 from flowtui.core.notify import build_notifiers
-from flowtui.core.storage import AlertRecord, Store
+from flowtui.core.storage import AlertRecord, open_store
 
 
 def _stamp(epoch: float) -> str:
@@ -88,7 +88,7 @@ async def run(
     show_pending: bool = False,
     err: TextIO = sys.stderr,
 ) -> int:
-    store = Store(config.monitor.database)
+    store = open_store(config.path, config.monitor.database)
     bus = EventBus()
     sub = bus.subscribe()
     engine = Engine(config, store, bus)

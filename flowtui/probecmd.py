@@ -61,9 +61,9 @@ def perfdata(route: Route, r: ProbeResult) -> str:
 async def _probe_all(config, routes, timeout: float | None) -> tuple[list[tuple[Route, ProbeResult]], dict[str, str]]:
     from flowtui.core.engine import Engine
     from flowtui.core.events import EventBus
-    from flowtui.core.storage import Store
+    from flowtui.core.storage import open_store
 
-    store = Store(config.monitor.database)
+    store = open_store(config.path, config.monitor.database)
     engine = Engine(config, store, EventBus())
     try:
         await engine.start(schedule=False)

@@ -23,6 +23,7 @@ import difflib
 import ipaddress
 import math
 import os
+import ssl
 import re
 import signal
 import stat
@@ -446,6 +447,12 @@ class _Reader:
         }
         if fields["ca_file"] is not None and not os.path.isfile(fields["ca_file"]):
             raise self.fail(k("ca_file"), f"no such file: {fields['ca_file']}")
+        if fields["ca_file"] is not None:
+            try:
+                ssl.create_default_context(cafile=fields["ca_file"])
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or "unreadable"
+                raise self.fail(k("ca_file"), f"not a PEM certificate bundle: {fields['ca_file']} ({reason})") from None
         if kind == "imap":
             fields["folders"] = self.folders(table, "folders", k("folders"), allow_empty=False) or ("INBOX",)
             fields["junk_folders"] = self.folders(table, "junk_folders", k("junk_folders"), allow_empty=True)

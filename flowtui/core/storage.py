@@ -951,3 +951,14 @@ class _ReadTxn:
 
     def __exit__(self, *exc: object) -> None:
         self.conn.execute("COMMIT")
+
+
+def open_store(config_path: str, database: str) -> Store:
+    """The config's store, or one line naming the file and key when it cannot be opened."""
+    from flowtui.core.errors import UserError
+
+    try:
+        return Store(database)
+    except (OSError, sqlite3.Error, StoreError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise UserError(f"{config_path}: monitor.database: cannot use {database}: {reason}") from None

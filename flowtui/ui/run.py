@@ -8,14 +8,14 @@ from collections.abc import Awaitable, Callable
 from flowtui.core.engine import Engine
 from flowtui.core.events import EventBus
 from flowtui.core.model import Config
-from flowtui.core.storage import Store
+from flowtui.core.storage import open_store
 
 
 async def run_tui(config: Config, theme: str | None = None,
                   on_started: Callable[[], Awaitable[None]] | None = None) -> int:
     from flowtui.ui.app import FlowApp
 
-    store = await asyncio.to_thread(Store, config.monitor.database)
+    store = await asyncio.to_thread(open_store, config.path, config.monitor.database)
     bus = EventBus()
     engine = Engine(config, store, bus)
     app = FlowApp(config, store, engine=engine, bus=bus, theme=theme)

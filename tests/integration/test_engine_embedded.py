@@ -123,3 +123,41 @@ async def test_replayed_real_tokens_never_delete_mail_or_decide_a_result(lab_dir
     assert result.state is ProbeState.DELIVERED and result.content_ok
     assert len(left) == 5  # four decoys and the replay, all still there (the probe itself is gone)
     assert len(flagged) == 2
+
+
+def test_probe_reports_a_missing_folder_and_bad_database_in_one_line(lab_dir):
+    import tomllib
+
+    import tomli_w
+
+    from integration.labproc import flowtui
+
+    d = lab_dir / "lab"
+    assert flowtui("lab", "up", "--embedded", "--dir", str(d)).returncode == 0
+    try:
+        doc = tomllib.loads((d / "lab.toml").read_text())
+        doc["routes"][0]["imap"]["folders"] = ["Nope"]
+        def write(name):
+            (d / name).write_text(tomli_w.dumps(doc))
+            (d / name).chmod(0o600)  # it holds the lab's literal passwords
+
+        write("nofolder.toml")
+        r = flowtui("probe", "-c", str(d / "nofolder.toml"), "--timeout", "5s")
+        assert r.returncode == 2 and len(r.stdout.splitlines()) == 1
+        assert "cannot select folder 'Nope'" in r.stdout and "Traceback" not in r.stderr
+        doc["routes"][0]["imap"]["folders"] = ["INBOX"]
+        for db in ("/tmp", "/etc/passwd"):
+            doc["monitor"]["database"] = db
+            write("baddb.toml")
+            r = flowtui("probe", "-c", str(d / "baddb.toml"))
+            assert r.returncode == 3 and "monitor.database" in r.stdout and db in r.stdout, r.stdout + r.stderr
+            r = flowtui("run", "--headless", "-c", str(d / "baddb.toml"))
+            assert r.returncode == 2 and "monitor.database" in r.stderr and "Traceback" not in r.stderr
+            assert len(r.stderr.strip().splitlines()) == 1
+        doc["monitor"]["database"] = "flowtui.db"
+        doc["routes"][0]["smtp"]["ca_file"] = "/etc/hostname"
+        write("badca.toml")
+        r = flowtui("check", "-c", str(d / "badca.toml"))
+        assert r.returncode == 2 and "smtp.ca_file" in r.stderr and "not a PEM" in r.stderr
+    finally:
+        flowtui("lab", "down", "--dir", str(d))

@@ -43,7 +43,7 @@ CALIBRATION_ROUTE = "flowtui-push-calibration"  # flowtui's own messages that ti
 
 
 class LoginFailed(Exception):
-    """The server refused the credentials (its words in the message)."""
+    """The server refused the login or a folder (its words in the message): retried slowly."""
 
 
 @dataclass(frozen=True)
@@ -292,8 +292,9 @@ class MailboxWatcher:
 
     async def _select(self, imap, folder: _Folder) -> None:
         r = await imap.select(quote(folder.name))
-        if r.result != "OK":
-            raise RuntimeError(f"cannot select {folder.name!r}: {r.result}")
+        if r.result != "OK":  # a configuration problem, not a dropped connection
+            words = " ".join(x.decode(errors="replace") for x in r.lines if isinstance(x, bytes))
+            raise LoginFailed(f"cannot select folder {folder.name!r} (imap.folders): {words or r.result}")
         text = b" ".join(x for x in r.lines if isinstance(x, bytes))
         m = _UIDVALIDITY.search(text)
         validity = int(m.group(1)) if m else None
