@@ -299,13 +299,17 @@ def _words_until_comment(toks: list[_Tok]) -> str | None:
     return " ".join(words) or None
 
 
-def _envelope_from(toks: list[_Tok]) -> str | None:
+MAX_COMMENT_DEPTH = 8  # real headers nest comments two or three deep
+
+
+def _envelope_from(toks: list[_Tok], depth: int = 0) -> str | None:
     for t in toks:
         if t.kind == "comment":
             m = re.match(r"\s*envelope-(?:from|sender)\s*:?\s*<?([^\s<>]*)>?", t.text, re.I)
             if m:
                 return m.group(1)
-            nested = _envelope_from(_tokenize(t.text)) if "(" in t.text else None
+            deeper = "(" in t.text and depth < MAX_COMMENT_DEPTH
+            nested = _envelope_from(_tokenize(t.text), depth + 1) if deeper else None
             if nested is not None:
                 return nested
     return None
@@ -373,9 +377,15 @@ def parse_received(value: str) -> tuple[Hop, list[str]]:
         ]
 
 
+MAX_RECEIVED_CHARS = 8192  # real Received headers are a few hundred characters
+
+
 def _parse_received(value: str) -> tuple[Hop, list[str]]:
     raw = _unfold(value)
     warnings: list[str] = []
+    if len(raw) > MAX_RECEIVED_CHARS:  # hostile or broken: parse the start, say so
+        warnings.append(f"Received header of {len(raw)} characters cut to {MAX_RECEIVED_CHARS}")
+        raw = raw[:MAX_RECEIVED_CHARS]
     toks = _tokenize(raw)
     clause_toks, date_toks = _split_date(toks)
     ts = None
