@@ -101,6 +101,11 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_FULL = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
 
 
+MAX_DURATION_S = 365 * 86400.0
+MAX_PASSWORD_CHARS = 4096
+MAX_ROUTE_NAME_CHARS = 100
+
+
 def parse_duration(text: str) -> float:
     """Seconds in a duration string: ``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"``,
     ``"1d"``, or parts of them in a row (``"1m30s"``, ``"1h 30m"``).
@@ -118,8 +123,8 @@ def parse_duration(text: str) -> float:
     if not compact or not _DURATION_FULL.fullmatch(compact):
         raise ValueError(f'expected a duration such as "500ms", "30s", "5m", "1h", "1d" or "1m30s", got {_describe(text)}')
     total = sum(float(num) * _DURATION_UNITS[unit] for num, unit in _DURATION_PART.findall(compact))
-    if not math.isfinite(total):
-        raise ValueError(f"duration {_describe(text)} is too large")
+    if not math.isfinite(total) or total > MAX_DURATION_S:
+        raise ValueError(f"duration {_describe(text)} is too large (at most 365d)")
     return total
 
 
@@ -344,6 +349,10 @@ class _Reader:
         self.check_keys(table, ROUTE_KEYS, "")
         fields: dict[str, Any] = {
             "name": self.string(table, "name", "name", required=True).strip(),
+        }
+        if len(fields["name"]) > MAX_ROUTE_NAME_CHARS:
+            raise self.fail("name", f"is {len(fields['name'])} characters long (at most {MAX_ROUTE_NAME_CHARS})")
+        fields |= {
             "mail_from": self.address(table, "from"),
             "rcpt_to": self.address(table, "to"),
             "interval_s": self.duration(table, "interval", "interval", monitor.interval_s),
@@ -649,6 +658,13 @@ class _Reader:
         return cache[spec]
 
     def _resolve(self, spec: _PasswordSpec, name: str) -> Secret:
+        secret = self._resolve_source(spec, name)
+        if len(secret.value) > MAX_PASSWORD_CHARS:
+            raise self.fail(name, f"the password from {secret.source} is {len(secret.value)} characters long "
+                                  f"(at most {MAX_PASSWORD_CHARS})")
+        return secret
+
+    def _resolve_source(self, spec: _PasswordSpec, name: str) -> Secret:
         if spec.kind == "password":
             if not spec.value:
                 raise self.fail(name, "is empty")

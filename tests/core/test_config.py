@@ -41,6 +41,21 @@ BASE: dict[str, Any] = {
 }
 
 DELETE = object()
+_PEM: list[str] = []
+
+
+def _cert_pem() -> str:
+    """A real self-signed certificate (ca_file is loaded, not only checked to exist)."""
+    if not _PEM:
+        import tempfile
+
+        from flowtui.lab.common import make_certificate
+
+        with tempfile.TemporaryDirectory() as d:
+            made = make_certificate(Path(d))
+            assert made is not None, "openssl is needed for this test (.ci/run installs it)"
+            _PEM.append(made[0].read_text())
+    return _PEM[0]
 
 
 def _doc(mods: dict[str, Any]) -> dict[str, Any]:
@@ -362,7 +377,7 @@ def test_loopback_routes_get_low_thresholds(tmp_path: Path, smtp_host: str, imap
 
 def test_all_keys_given(tmp_path: Path) -> None:
     (tmp_path / "certs").mkdir()
-    (tmp_path / "certs" / "ca.pem").write_text("x")
+    (tmp_path / "certs" / "ca.pem").write_text(_cert_pem())
     doc = _minimal()
     doc["monitor"] = {"database": "data/probes.db", "secret_file": "keys/flowtui.key"}
     doc["routes"][0].update(subject="hello", body="line1\nline2\n", attachment_size="10KB", require_tls=True)
@@ -383,7 +398,7 @@ def test_all_keys_given(tmp_path: Path) -> None:
 def test_relative_paths_are_relative_to_the_file_not_the_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     conf_dir = tmp_path / "etc"
     conf_dir.mkdir()
-    (conf_dir / "ca.pem").write_text("x")
+    (conf_dir / "ca.pem").write_text(_cert_pem())
     doc = _minimal()
     doc["monitor"] = {"database": "../var/flowtui.db"}
     doc["routes"][0]["imap"]["ca_file"] = "ca.pem"
@@ -495,7 +510,7 @@ def test_lab_config_loads(tmp_path: Path, tls: bool) -> None:
 
     if tls:
         (tmp_path / "tls").mkdir()
-        (tmp_path / "tls" / "cert.pem").write_text("cert")
+        (tmp_path / "tls" / "cert.pem").write_text(_cert_pem())
     state = LabState(
         kind="embedded", dir=str(tmp_path), hops=3, smtp_ports=[2525, 2526, 2527], imap_port=1143,
         imaps_port=1993, passwords={SENDER_USER: "sender-pw-123", PROBE_USER: "probe-pw-456"},
@@ -554,3 +569,18 @@ def test_group_readable_is_enough_to_warn(tmp_path: Path) -> None:
     path = _write(tmp_path, _doc({}), mode=0o640)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert len(config_warnings(load_config(path))) == 1
+
+
+@pytest.mark.parametrize(
+    "mods, where, words",
+    [
+        ({"routes.0.interval": "9999999999999999999d"}, "interval", "too large"),
+        ({"routes.0.name": "r" * 101}, "name", "at most 100"),
+        ({"routes.0.smtp.ca_file": "bad.pem"}, "smtp.ca_file", "not a PEM certificate bundle"),
+        ({"routes.0.smtp.password": "p" * 5000}, "smtp.password", "at most 4096"),
+    ],
+)
+def test_limits_found_by_trying_to_break_it(tmp_path: Path, mods, where, words) -> None:
+    (tmp_path / "bad.pem").write_text("not a certificate")
+    message = _error(_write(tmp_path, _doc(mods)))
+    assert where in message and words in message and "p" * 100 not in message
