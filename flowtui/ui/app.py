@@ -23,11 +23,20 @@ from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from flowtui.core.engine import Engine
-from flowtui.core.events import EventBus, ProbeCompleted, Subscription
+from flowtui.core.events import AlertRaised, AlertResolved, EventBus, ProbeCompleted, Subscription
 from flowtui.core.headers import safe_text
 from flowtui.core.model import Config, ProbeResult
 from flowtui.core.storage import Store
-from flowtui.ui.routeview import HEALTH_ORDER, HISTORY, WINDOW_S, AlertEntry, RouteState, alert_for, row_cells
+from flowtui.ui.routeview import (
+    HEALTH_ORDER,
+    HISTORY,
+    WINDOW_S,
+    AlertEntry,
+    RouteState,
+    alert_for,
+    row_cells,
+    rule_alert_entry,
+)
 from flowtui.ui.themes import DEFAULT_THEME, VARIABLE_DEFAULTS, load_themes
 
 COLUMNS = (
@@ -168,6 +177,7 @@ class FlowApp(App):
         *,
         engine: Engine | None = None,
         bus: EventBus | None = None,
+        alerting=None,
         theme: str | None = None,
         clock: Callable[[], float] = time.time,
         tick_hz: float = 4.0,
@@ -178,6 +188,7 @@ class FlowApp(App):
         self.config = config
         self.store = store
         self.engine = engine
+        self.alerting = alerting  # an AlertEngine, started by the caller; stopped in shutdown()
         self.bus = bus if bus is not None else (engine.bus if engine is not None else None)
         self.clock = clock
         self.tick_hz = tick_hz
@@ -275,6 +286,10 @@ class FlowApp(App):
                     state.fold(r)
                     self.dirty.add(r.route)
                     changed_alerts |= self._note_alert(r)
+                elif isinstance(event, (AlertRaised, AlertResolved)):  # alert rules (issue: alerts)
+                    entry = rule_alert_entry(event.alert, resolved=isinstance(event, AlertResolved))
+                    self.alerts[entry.key] = entry
+                    changed_alerts = True
         now = self.clock()
         if now - self._last_full >= 1.0:  # ages move every second
             self._last_full = now
@@ -523,6 +538,8 @@ class FlowApp(App):
         if self.engine is not None:
             self.workers.cancel_group(self, "engine")
             await self.engine.stop()
+        if self.alerting is not None:  # after the engine (it sees the last results), before the store
+            await self.alerting.stop()
         if self._sub is not None:
             self._sub.close()
         self.workers.cancel_group(self, "store")

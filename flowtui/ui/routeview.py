@@ -157,6 +157,16 @@ class AlertEntry:
     probe_id: str
 
 
+def rule_alert_entry(alert, resolved: bool) -> AlertEntry:
+    """A line of the alert log for an alert rule's firing or resolution (an AlertRecord)."""
+    when = alert.resolved_at if resolved and alert.resolved_at else alert.fired_at
+    return AlertEntry(
+        key=f"rule:{alert.id}:{'resolved' if resolved else 'fired'}", at=when, route=alert.route or "-",
+        severity="info" if resolved else alert.severity, kind=f"{alert.rule} {'resolved' if resolved else 'fired'}",
+        message=alert.message, probe_id="",
+    )
+
+
 def alert_for(result: ProbeResult) -> AlertEntry | None:
     severity = ALERT_STATES.get(result.state)
     if severity is None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from flowtui.core.alerting import AlertEngine
 from flowtui.core.engine import Engine
+from flowtui.core.notify import build_notifiers
 from flowtui.core.events import EventBus
 from flowtui.core.model import Config
 from flowtui.core.storage import open_store
@@ -18,7 +20,10 @@ async def run_tui(config: Config, theme: str | None = None,
     store = await asyncio.to_thread(open_store, config.path, config.monitor.database)
     bus = EventBus()
     engine = Engine(config, store, bus)
-    app = FlowApp(config, store, engine=engine, bus=bus, theme=theme)
+    # alert rules run beside the engine, as in headless mode (no bell: the UI rings it)
+    alerting = AlertEngine(config, store, bus, build_notifiers(config.notify, bell_stream=None))
+    app = FlowApp(config, store, engine=engine, bus=bus, theme=theme, alerting=alerting)
+    await alerting.start()
     try:
         await app.run_async()
     finally:

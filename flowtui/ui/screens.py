@@ -449,7 +449,7 @@ class AlertLogScreen(ThemedScreen):
         for a in rows:
             colour = c.get(a.severity, "")
             t.add_row(hhmmss(a.at), f"[{colour}]{a.severity}[/]" if colour else a.severity, safe_text(a.route),
-                      a.kind, safe_text(a.message), "✓" if a.key in acked else "", key=a.key)
+                      safe_text(a.kind), safe_text(a.message), "✓" if a.key in acked else "", key=a.key)
         if keep is not None and keep in t.rows:
             t.move_cursor(row=t.get_row_index(keep))
         unacked = sum(1 for a in rows if a.key not in acked)

@@ -159,3 +159,37 @@ async def test_q_leaves_no_task_running_and_closes_the_store(lab):
     await asyncio.sleep(0.1)
     leftover = [t for t in asyncio.all_tasks() - before if not t.done() and t is not asyncio.current_task()]
     assert not leftover, leftover
+
+
+async def test_alert_rules_fire_into_the_alert_log_and_resolve(lab):
+    """The AlertEngine runs beside the UI: a held hop fires the rule alerts, release resolves them."""
+    from flowtui.core.alerting import AlertEngine
+
+    config = load_config(lab.dir / "lab.toml")
+    config = replace(config, routes=tuple(replace(r, timeout_s=2.0) for r in config.routes))
+    store = Store(config.monitor.database)
+    bus = EventBus()
+    engine = Engine(config, store, bus)
+    alerting = AlertEngine(config, store, bus, [])
+    app = FlowApp(config, store, engine=engine, bus=bus, schedule=False, alerting=alerting)
+    name = config.routes[0].name
+    await alerting.start()
+    lab.hop(2).hold()
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await started(pilot)
+            await pilot.press("p")
+            await until(pilot, lambda: any(a.kind == "lost fired" for a in app.alerts.values()), timeout=15)
+            lab.hop(2).release()
+            await pilot.press("p")
+            await until(pilot, lambda: any(a.kind == "lost resolved" for a in app.alerts.values()), timeout=15)
+            await pilot.press("a")
+            table = app.screen.query_one("#alerts", DataTable)
+            kinds = [str(table.get_row_at(i)[3]) for i in range(table.row_count)]
+            assert "lost fired" in kinds and "lost resolved" in kinds
+            await pilot.press("escape", "q")
+    finally:
+        lab.hop(2).release()
+    with Store(config.monitor.database) as again:  # fired and resolved, on record
+        states = {a.state for a in again.alerts(route=name) if a.rule == "lost"}
+    assert states == {"resolved"}
