@@ -55,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or BENCHMARKS:
         cmd = [sys.executable, str(HERE / "run.py"), "--child", name] + (["--quick"] if args.quick else [])
         t = time.monotonic()
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=HERE.parent)
+        try:  # bounded: a benchmark that hangs is reported, not waited for forever
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=HERE.parent,
+                                  timeout=120 if args.quick else 1500)
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            proc = subprocess.CompletedProcess(cmd, -9, out)
         got = 0
         for text in proc.stdout.splitlines():
             try:
