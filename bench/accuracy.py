@@ -151,7 +151,7 @@ def run(quick: bool) -> list[dict]:
         t = time.monotonic()
         postfix.up(str(d), 2)
         log(f"accuracy: lab up in {time.monotonic() - t:.1f}s")
-        out = asyncio.run(_measure(d, 3 if quick else 10))
+        out = asyncio.run(_measure(d, 2 if quick else 10))
     except Exception as exc:  # a lab that cannot start is a reported skip, not a crash
         return _skip(f"{type(exc).__name__}: {exc}")
     finally:

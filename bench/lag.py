@@ -65,7 +65,8 @@ async def _measure(n: int, poll_s: float | None) -> tuple[list[float], int, floa
         async with await EmbeddedLab.start(d, hops=2) as lab:
             config = load_config(d / "lab.toml")
             route = config.routes[0]
-            route = replace(route, imap=replace(route.imap, junk_folders=(), poll_interval_s=poll_s or 10.0))
+            route = replace(route, timeout_s=600.0,  # a probe waiting out a 60 s poll is not lost
+                            imap=replace(route.imap, junk_folders=(), poll_interval_s=poll_s or 10.0))
             config = replace(config, routes=(route,), monitor=replace(config.monitor, database=str(d / "b.db")))
             store = Store(config.monitor.database)
             saved = engine_mod.MailboxWatcher
@@ -110,7 +111,7 @@ async def _measure(n: int, poll_s: float | None) -> tuple[list[float], int, floa
 
 
 def run(quick: bool) -> list[dict]:
-    n_idle = 40 if quick else 200
+    n_idle = 30 if quick else 200
     n_poll = 20 if quick else 200
     poll_s = 5.0 if quick else 60.0
     t = time.monotonic()

@@ -81,7 +81,7 @@ async def _run(d: Path, ports: list[int], routes_n: int, interval: float, run_s:
 def run(quick: bool) -> list[dict]:
     routes_n, mailboxes = (100, 10) if quick else (1000, 100)
     interval = 6.0 if quick else 60.0
-    run_s = 14.0 if quick else 150.0
+    run_s = 8.0 if quick else 150.0
     with tempfile.TemporaryDirectory(prefix="flowtui-bench-scale-") as d:
         d = Path(d)
         lab = subprocess.Popen(
