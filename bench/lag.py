@@ -112,8 +112,8 @@ async def _measure(n: int, poll_s: float | None) -> tuple[list[float], int, floa
 
 def run(quick: bool) -> list[dict]:
     n_idle = 30 if quick else 200
-    n_poll = 20 if quick else 200
-    poll_s = 5.0 if quick else 60.0
+    n_poll = 12 if quick else 200
+    poll_s = 3.0 if quick else 60.0
     t = time.monotonic()
     idle, miss_i, push = asyncio.run(_measure(n_idle, None))
     log(f"lag: {len(idle)} IDLE probes in {time.monotonic() - t:.1f}s")

@@ -79,9 +79,9 @@ async def _run(d: Path, ports: list[int], routes_n: int, interval: float, run_s:
 
 
 def run(quick: bool) -> list[dict]:
-    routes_n, mailboxes = (100, 10) if quick else (1000, 100)
+    routes_n, mailboxes = (100, 5) if quick else (1000, 100)
     interval = 6.0 if quick else 60.0
-    run_s = 8.0 if quick else 150.0
+    run_s = 6.0 if quick else 150.0
     with tempfile.TemporaryDirectory(prefix="flowtui-bench-scale-") as d:
         d = Path(d)
         lab = subprocess.Popen(

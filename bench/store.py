@@ -48,7 +48,7 @@ async def _template(d: Path):
 
 def run(quick: bool) -> list[dict]:
     wanted = 10_000_000 if not quick else 1_000_000
-    budget_s = 6.0 if quick else 200.0  # writing stops here; the rest is extrapolated
+    budget_s = 4.0 if quick else 200.0  # writing stops here; the rest is extrapolated
     with tempfile.TemporaryDirectory(prefix="flowtui-bench-store-") as d:
         d = Path(d)
         tpl = asyncio.run(_template(d))
