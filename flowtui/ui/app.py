@@ -411,9 +411,11 @@ class FlowApp(App):
             table.sort("route", key=lambda cell: keys.get(cell, ("~",)))
 
     def failing_now(self) -> int:
-        """Failed probes in the stats window, not acknowledged (until alert rules exist)."""
+        """Alert-log lines in the stats window that are not acknowledged (resolutions aside)."""
         since = self.clock() - WINDOW_S
-        return sum(1 for a in self.alerts.values() if a.at >= since and a.key not in self.acked)
+        return sum(
+            1 for a in self.alerts.values() if a.at >= since and a.key not in self.acked and a.severity != "info"
+        )
 
     def _summary(self, screen: DashboardScreen, now: float) -> None:
         counts = {h: 0 for h in HEALTH_ORDER}

@@ -146,7 +146,7 @@ def row_cells(state: RouteState, now: float, ceiling: float, spark_width: int, c
 
 @dataclass(frozen=True, slots=True)
 class AlertEntry:
-    """A line of the alert log (until alert rules exist: a probe that failed)."""
+    """A line of the alert log: a probe that failed, or an alert rule firing or resolving."""
 
     key: str
     at: float

@@ -456,7 +456,7 @@ class AlertLogScreen(ThemedScreen):
         self.query_one("#alert-title", Static).update(
             f"[b]alert log[/b]  {len(rows)} shown, {unacked} unacknowledged   severity {self.severity}"
             + (f"   route '{safe_text(self.route_filter)}'" if self.route_filter else "")
-            + "   [dim](failed probes until alert rules exist)[/dim]"
+            + "   [dim](alert rules and failed probes)[/dim]"
         )
 
     def action_ack(self) -> None:
