@@ -69,6 +69,14 @@ def test_chain_delivers_with_a_received_header_per_hop(labs, hops):
     for h in range(1, hops + 1):
         assert any(f"by hop{h}.lab.test" in str(r) for r in received)
     assert "ESMTPSA" in str(received[-1]) and "using TLS" in str(received[-1])
+    # the path parser reads this real chain cleanly (issue: path inspector)
+    from flowtui.core.headers import parse_received_chain
+
+    path = parse_received_chain([str(r) for r in received])
+    assert path.warnings == () and len(path.hops) == hops + 1
+    assert all(h.delay_s is None or h.delay_s >= 0 for h in path.hops) and path.total_s >= 0
+    assert path.hops[0].tls is True and path.hops[-1].with_protocol == "LMTP"
+    assert [h.by_host for h in path.hops] == [f"hop{i}.lab.test" for i in range(1, hops + 1)] + ["mailbox.lab.test"]
 
 
 def test_two_labs_use_distinct_free_ports(labs):
