@@ -213,17 +213,18 @@ def _split_date(toks: list[_Tok]) -> tuple[list[_Tok], list[_Tok]]:
 
 
 def _render(toks: Iterable[_Tok]) -> str:
-    out = []
-    for t in toks:
-        if t.kind == "comment":
-            out.append(f"({t.text})")
-        elif t.kind == "angle":
-            out.append(f"<{t.text}>")
-        elif t.kind == "literal":
-            out.append(f"[{t.text}]")
-        else:
-            out.append(t.text)
-    return " ".join(out)
+    return " ".join(_tok_text(t) for t in toks)
+
+
+def _tok_text(t: _Tok) -> str:
+    """A token written back as it stood: (comment), <angle>, [literal] or the word."""
+    if t.kind == "comment":
+        return f"({t.text})"
+    if t.kind == "angle":
+        return f"<{t.text}>"
+    if t.kind == "literal":
+        return f"[{t.text}]"
+    return t.text
 
 
 def _clauses(toks: list[_Tok]) -> dict[str, list[_Tok]]:
@@ -537,12 +538,8 @@ def _strip_comments(text: str) -> tuple[str, list[str]]:
     for t in _tokenize(text):
         if t.kind == "comment":
             comments.append(" ".join(t.text.split()))
-        elif t.kind == "angle":
-            out.append(f"<{t.text}>")
-        elif t.kind == "literal":
-            out.append(f"[{t.text}]")
         else:
-            out.append(t.text)
+            out.append(_tok_text(t))
     return " ".join(out), comments
 
 
