@@ -86,8 +86,11 @@ class Engine:
             self._tasks.append(asyncio.create_task(watcher.run(), name=f"watch {watcher.name}"))
         self._tasks.append(asyncio.create_task(self._expire_loop(), name="expire"))
         if schedule:
-            for route in self.routes.values():
-                self._tasks.append(asyncio.create_task(self._schedule(route), name=f"schedule {route.name}"))
+            n = len(self.routes)
+            for i, route in enumerate(self.routes.values()):
+                # route i starts i/n of its interval in: many routes never send in one burst
+                phase = route.interval_s * i / n
+                self._tasks.append(asyncio.create_task(self._schedule(route, phase), name=f"schedule {route.name}"))
 
     async def stop(self) -> None:
         """Cancel every task and wait for them; in-flight probes stay pending in the store."""
@@ -118,14 +121,14 @@ class Engine:
             pass
 
     # ------------------------------------------------------------ sending
-    async def _schedule(self, route: Route) -> None:
+    async def _schedule(self, route: Route, phase: float = 0.0) -> None:
         watcher = self.route_watcher[route.name]
         try:
             async with asyncio.timeout(route.imap.timeout_s):
                 await watcher.connected_once.wait()
         except TimeoutError:
             pass  # send anyway: a mailbox that is down is a result too
-        start = time.monotonic()
+        start = time.monotonic() + phase
         k = 0
         while True:
             slot = start + k * route.interval_s + random.uniform(0, min(route.jitter_s, route.interval_s / 2))
