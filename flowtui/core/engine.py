@@ -95,8 +95,15 @@ class Engine:
     async def stop(self) -> None:
         """Cancel every task and wait for them; in-flight probes stay pending in the store."""
         tasks = self._tasks + list(self._sends)
-        for t in tasks:
-            t.cancel()
+        # cancel until done: Python 3.11's asyncio.wait_for (used inside aioimaplib) can
+        # swallow a cancellation that lands as its inner call completes
+        for _ in range(100):
+            left = [t for t in tasks if not t.done()]
+            if not left:
+                break
+            for t in left:
+                t.cancel()
+            await asyncio.wait(left, timeout=0.2)
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         await self.store.flush()

@@ -492,6 +492,12 @@ def stop_hop(lab_dir: str, hop: int) -> str:
     return f"hop {hop}: stopped; 127.0.0.1:{port} refuses connections"
 
 
+def _flush_upstream(base: Path, hop: int) -> None:
+    """Mail deferred at ``hop`` while the next server was down flows on now, not at the next retry."""
+    if hop >= 1 and _running(base, hop) and not _is_held(base, hop):
+        _queue_tool("postqueue", base, hop, "-f")
+
+
 def start_hop(lab_dir: str, hop: int) -> str:
     state = LabState.load(lab_dir)
     port = state.hop_port(hop)
@@ -500,6 +506,7 @@ def start_hop(lab_dir: str, hop: int) -> str:
         _postfix(base, hop, "start")
     wait_ports({f"hop{hop} smtp": port}, timeout=20)
     _record_pids(base, state)
+    _flush_upstream(base, hop - 1)
     if port_answers(port):
         return f"hop {hop}: running on 127.0.0.1:{port}"
     raise UserError(f"lab: hop {hop}: started but 127.0.0.1:{port} does not answer")
@@ -524,10 +531,11 @@ def start_imap(lab_dir: str) -> str:
     state = LabState.load(lab_dir)
     base = Path(state.dir)
     pid = _dovecot_pid(base)
-    if not (pid and pid_alive(pid)):
+    if not (pid and procs.belongs_to(pid, base)):
         proc = _run([_tool("dovecot"), "-c", str(base / "dovecot" / "dovecot.conf")], base / "dovecot" / "start.out")
         if proc.returncode != 0:
             raise UserError(f"lab: dovecot did not start: {_last_line(proc)}")
     wait_ports({"imap": state.imap_port, "lmtp": int(state.extra["lmtp_port"])}, timeout=20)
     _record_pids(base, state)
+    _flush_upstream(base, state.hops)
     return f"imap: running on 127.0.0.1:{state.imap_port} (imaps :{state.imaps_port})"
