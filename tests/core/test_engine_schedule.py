@@ -41,3 +41,28 @@ async def test_first_sends_are_spread_evenly_over_the_interval(tmp_path):
     assert offsets == sorted(offsets)
     gaps = [b - a for a, b in zip(offsets, offsets[1:])]
     assert all(0.3 < g < 0.7 for g in gaps), offsets  # about interval / 4 apart, not all at once
+
+
+async def test_stop_ends_a_task_that_swallowed_its_first_cancel(tmp_path):
+    """As Python 3.11's asyncio.wait_for can (inside aioimaplib): stop() must still end it."""
+    config = Config(path=str(tmp_path / "c.toml"), monitor=MonitorSettings(database=str(tmp_path / "x.db")),
+                    routes=(route(0),))
+    store = Store(config.monitor.database)
+    engine = Engine(config, store, EventBus(), key=b"k" * 64)
+
+    async def stubborn():
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            pass  # the cancel is lost, as in the wait_for race
+        await asyncio.sleep(30)
+
+    task = asyncio.create_task(stubborn())
+    engine._tasks.append(task)
+    await asyncio.sleep(0)
+    try:
+        async with asyncio.timeout(10):
+            await engine.stop()
+    finally:
+        store.close()
+    assert task.done() and task.cancelled()
