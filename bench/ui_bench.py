@@ -168,8 +168,8 @@ def _child(args: list[str], timeout: float) -> tuple[dict, bool]:
 def first_frame(quick: bool) -> list[dict]:
     from common import at_most, line, log
 
-    per_route = 5 if quick else 30
-    runs, limit = (1, 6.0) if quick else (3, 60.0)
+    per_route = 3 if quick else 30
+    runs, limit = (1, 3.5) if quick else (3, 60.0)
     with tempfile.TemporaryDirectory(prefix="flowtui-bench-ui-") as d:
         db = Path(d) / "ui.db"
         fill_store(make_config(db, N_ROUTES), per_route)
@@ -264,7 +264,7 @@ def cpu_child(window_s: float, warm_s: float) -> None:
 def cpu_share(quick: bool) -> list[dict]:
     from common import at_most, line, log
 
-    window, warm = (8.0, 1.0) if quick else (20.0, 3.0)
+    window, warm = (8.0, 0.5) if quick else (20.0, 3.0)
     got, killed = _child(["--cpu", str(window), str(warm)], window + warm + 15)
     log(f"ui: CPU {got}")
     ms = lambda v: None if v is None else round(v * 1000, 2)  # noqa: E731
