@@ -199,7 +199,7 @@ def first_frame(quick: bool) -> list[dict]:
 
 
 # ---------------------------------------------------------------- CPU share (child)
-def cpu_child(window_s: float, warm_s: float) -> None:
+def cpu_child(window_s: float, warm_s: float, d: str) -> None:
     """Runs the app under load; a watchdog thread reports after the window even if the loop is stuck."""
     import threading
 
@@ -208,7 +208,6 @@ def cpu_child(window_s: float, warm_s: float) -> None:
     from flowtui.core.storage import Store
     from flowtui.ui.app import FlowApp
 
-    d = tempfile.mkdtemp(prefix="flowtui-bench-ui-")
     config = make_config(Path(d) / "ui.db", N_ROUTES)
     store = Store(config.monitor.database)
     bus = EventBus()
@@ -265,7 +264,8 @@ def cpu_share(quick: bool) -> list[dict]:
     from common import at_most, line, log
 
     window, warm = (8.0, 0.5) if quick else (20.0, 3.0)
-    got, killed = _child(["--cpu", str(window), str(warm)], window + warm + 15)
+    with tempfile.TemporaryDirectory(prefix="flowtui-bench-ui-") as d:  # the child ends with os._exit
+        got, killed = _child(["--cpu", str(window), str(warm), d], window + warm + 15)
     log(f"ui: CPU {got}")
     ms = lambda v: None if v is None else round(v * 1000, 2)  # noqa: E731
     share = got.get("share")
@@ -293,7 +293,7 @@ if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "--first-frame":
         first_frame_child(float(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
     elif len(sys.argv) >= 2 and sys.argv[1] == "--cpu":
-        cpu_child(float(sys.argv[2]), float(sys.argv[3]))
+        cpu_child(float(sys.argv[2]), float(sys.argv[3]), sys.argv[4])
     else:
         for item in run("--quick" in sys.argv):
             print(json.dumps(item), flush=True)
