@@ -381,7 +381,9 @@ class FlowApp(App):
                 old = self._rendered.get(name, {})
                 for key, value in cells.items():
                     if old.get(key) != value:
-                        table.update_cell(name, key, value, update_width=True)
+                        # fixed-width columns: re-measuring a column per cell made 500 routes
+                        # take 40 s to draw (bench/ui_bench.py); only the trend follows the size
+                        table.update_cell(name, key, value, update_width=key == "spark")
                 if cells != old:
                     changed.append(name)
                 self._rendered[name] = cells
