@@ -35,8 +35,11 @@ class RouteState:
     route: Route
     results: OrderedDict[str, ProbeResult] = field(default_factory=OrderedDict)
     paused: bool = False
+    # window figures are computed once per route per second (or per change), not per tick
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def fold(self, result: ProbeResult) -> None:
+        self._memo.clear()
         self.results[result.probe_id] = result
         self.results.move_to_end(result.probe_id)
         while len(self.results) > HISTORY:
@@ -49,7 +52,12 @@ class RouteState:
         return [r for r in self.ordered() if r.state is not ProbeState.PENDING]
 
     def stats(self, now: float, window_s: float = WINDOW_S) -> WindowStats:
-        return WindowStats.from_results(r for r in self.results.values() if r.sent_at >= now - window_s)
+        key = ("stats", int(now), window_s)
+        if key not in self._memo:
+            if len(self._memo) > 8:
+                self._memo.clear()
+            self._memo[key] = WindowStats.from_results(r for r in self.results.values() if r.sent_at >= now - window_s)
+        return self._memo[key]
 
     def last_delivery(self) -> ProbeResult | None:
         arrived = [r for r in self.results.values() if r.detected_at is not None]
@@ -58,6 +66,12 @@ class RouteState:
     def health(self, now: float, window_s: float = WINDOW_S) -> str:
         if self.paused:
             return "paused"
+        key = ("health", int(now), window_s)
+        if key not in self._memo:
+            self._memo[key] = self._health(now, window_s)
+        return self._memo[key]
+
+    def _health(self, now: float, window_s: float) -> str:
         decided = self.decided()
         if not decided:
             return "no data"
