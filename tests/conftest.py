@@ -35,4 +35,7 @@ def lab_dir():
     path = Path(tempfile.mkdtemp(prefix="flowtui-lab-", dir="/tmp"))
     path.chmod(0o755)
     yield path
+    from flowtui.lab.procs import stop_everything_in
+
+    stop_everything_in(path)  # a test that failed half-way leaves no lab running
     shutil.rmtree(path, ignore_errors=True)

@@ -177,10 +177,15 @@ def test_down_never_signals_a_process_that_is_not_the_labs(lab_dir):
 
 
 def test_down_with_a_corrupted_state_file_still_stops_the_lab(lab_dir):
+    from flowtui.lab.procs import stop_everything_in
+
     d = lab_dir / "lab"
     assert flowtui("lab", "up", "--embedded", "--dir", str(d)).returncode == 0
-    assert processes_in(d)
-    (d / "lab.json").write_text("{ not json")
-    r = flowtui("lab", "down", "--dir", str(d))
-    assert r.returncode == 0 and "not a lab state file" in r.stdout
-    assert processes_in(d) == {}
+    try:
+        assert processes_in(d)
+        (d / "lab.json").write_text("{ not json")
+        r = flowtui("lab", "down", "--dir", str(d))
+        assert r.returncode == 0 and "not a lab state file" in r.stdout
+        assert processes_in(d) == {}
+    finally:
+        stop_everything_in(d)  # whatever happened above, leave nothing running
