@@ -158,6 +158,7 @@ class MailboxWatcher:
         self._folders: dict[str, _Folder] = {}
         self.wake = asyncio.Event()  # set to make the watcher look now (e.g. a probe was just sent)
         self._lost = asyncio.Event()  # the server closed the connection (noticed even in IDLE)
+        self._failures = 0  # failed sessions in a row: the reconnect backoff; 0 once connected
 
     def _set_state(self, state: str, detail: str = "") -> None:
         self.detail = detail
@@ -166,26 +167,23 @@ class MailboxWatcher:
             self.on_state(state, detail)
 
     async def run(self) -> None:
-        failures = 0
         while True:
             try:
                 await self._session()
-                failures = 0
             except asyncio.CancelledError:
                 await self._close()
                 raise
             except LoginFailed as exc:
-                failures += 1
+                self._failures += 1
                 self._set_state("down", str(exc))
                 self.connected_once.set()  # an answer, if not a good one: nobody should wait longer
             except Exception as exc:  # any drop: record, back off, reconnect
-                failures += 1
+                self._failures += 1
                 detail = " ".join(str(exc).split()) or type(exc).__name__
                 self._set_state("reconnecting", detail)
                 log.info("%s: %s", self.name, detail)
             await self._close()
-            delay = BACKOFF_S[min(failures, len(BACKOFF_S)) - 1] if failures else 1
-            await asyncio.sleep(delay)
+            await asyncio.sleep(BACKOFF_S[min(self._failures, len(BACKOFF_S)) - 1])
 
     async def _close(self) -> None:
         imap, self._imap = self._imap, None
@@ -226,6 +224,7 @@ class MailboxWatcher:
         detail = "" if self.push_delay_s is None else f"push delay {self.push_delay_s * 1000:.0f} ms"
         self._set_state("idle" if idle else "polling", detail)
         self.connected_once.set()
+        self._failures = 0  # a drop after a good session backs off from the start again
         last_junk_check = time.monotonic()
         while True:
             pushed = await (self._idle_once(imap) if idle else self._poll_wait())
@@ -263,9 +262,7 @@ class MailboxWatcher:
                     lines = await imap.wait_server_push(timeout=left)
                 except (TimeoutError, asyncio.TimeoutError):
                     break
-                if isinstance(lines, list) and any(
-                    isinstance(x, bytes) and x.rstrip().upper().endswith(b"EXISTS") for x in lines
-                ):
+                if _has_exists(lines):
                     delay = time.monotonic() - appended
                     break
             imap.idle_done()
@@ -339,9 +336,7 @@ class MailboxWatcher:
                     lines = push.result()
                 except (TimeoutError, asyncio.TimeoutError):
                     break
-                if isinstance(lines, list) and any(
-                    isinstance(x, bytes) and x.rstrip().upper().endswith(b"EXISTS") for x in lines
-                ):
+                if _has_exists(lines):
                     pushed = time.monotonic()
                     break
                 if lines == aioimaplib.STOP_WAIT_SERVER_PUSH or lines == [aioimaplib.STOP_WAIT_SERVER_PUSH]:
@@ -468,6 +463,13 @@ class MailboxWatcher:
                 return True
         log.warning("%s: could not delete probe UID %s: %s", self.name, uid, r.result)
         return False
+
+
+def _has_exists(push: object) -> bool:
+    """True when a server push (a list of lines) announces new mail ("* n EXISTS")."""
+    return isinstance(push, list) and any(
+        isinstance(x, bytes) and x.rstrip().upper().endswith(b"EXISTS") for x in push
+    )
 
 
 def _internaldate(fetch_line: bytes) -> float | None:
