@@ -201,7 +201,17 @@ class Engine:
             watcher.wake.set()  # look soon, so junk folders are covered while pending
         out = await send_probe(route.smtp, route.mail_from, route.rcpt_to, probe.data, start_mono=pending.t0_mono)
         if pending.result.state is not ProbeState.PENDING:
-            return pending  # it arrived before the 250 came back (fast loopback)
+            # it arrived before the 250 came back (fast loopback): keep its submit figures too
+            if out.ok:
+                r = pending.result
+                detected = tuple(p for p in r.phases if p[0] == "detected")
+                pending.result = replace(
+                    r, submit_s=out.submit_s, queue_id=out.queue_id, phases=tuple(out.phases) + detected,
+                    transit_s=None if r.total_s is None else r.total_s - out.submit_s,
+                )
+                self.store.write_result(pending.result)
+                self.bus.publish(ProbeCompleted(pending.result))
+            return pending
         if out.ok:
             pending.accepted_mono = out.accepted_mono
             self._update(pending, replace(
@@ -222,11 +232,10 @@ class Engine:
         if arrived:  # done once the watcher has removed it from the mailbox
             self.pending.pop(result.probe_id, None)
             self._arrived[result.probe_id] = pending
-        elif result.state is not ProbeState.PENDING and result.state is not ProbeState.LOST:
+        elif result.state is not ProbeState.PENDING:
             pending.done.set()
-            self.pending.pop(result.probe_id, None)
-        elif result.state is ProbeState.LOST:
-            pending.done.set()
+            if result.state is not ProbeState.LOST:  # a lost probe stays: it may turn up late
+                self.pending.pop(result.probe_id, None)
 
     def _on_removed(self, found: FoundProbe, removed: bool) -> None:
         pending = self._arrived.pop(found.token.probe_id, None)

@@ -34,6 +34,10 @@ async def test_probe_in_junk_folder_is_junk_and_shared_mailbox_has_one_watcher(l
         ok, junk = await with_engine(lab_dir, routes, body)
     assert ok.state is ProbeState.DELIVERED and ok.folder == "INBOX"
     assert junk.state is ProbeState.JUNK and junk.folder == "Junk" and junk.total_s > 0
+    # on loopback a probe can land before the 250 reaches flowtui: its submit figures stay
+    for r in (ok, junk):
+        assert r.submit_s is not None and r.queue_id
+        assert abs(r.submit_s + r.transit_s - r.total_s) < 1e-6
 
 
 async def test_content_changed_in_transit_is_corrupted(lab_dir):
