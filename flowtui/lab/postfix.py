@@ -422,13 +422,8 @@ def _is_held(base: Path, hop: int) -> bool:
     return "HOLD" in (Path(_conf(base, hop)) / "main.cf").read_text()
 
 
-def _postconf(base: Path, hop: int, *args: str) -> None:
-    proc = subprocess.run([_tool("postconf"), "-c", _conf(base, hop), *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise UserError(f"lab: hop {hop}: postconf {' '.join(args)} failed: {_last_line(proc)}")
-
-
-def _queue_tool(tool: str, base: Path, hop: int, *args: str) -> None:
+def _hop_tool(tool: str, base: Path, hop: int, *args: str) -> None:
+    """Run a Postfix tool (postconf, postsuper, postqueue) on one hop's instance."""
     proc = subprocess.run([_tool(tool), "-c", _conf(base, hop), *args], capture_output=True, text=True)
     if proc.returncode != 0:
         raise UserError(f"lab: hop {hop}: {tool} {' '.join(args)} failed: {_last_line(proc)}")
@@ -462,20 +457,20 @@ def _hop_target(lab_dir: str, hop: int) -> tuple[Path, int]:
 
 def hold(lab_dir: str, hop: int) -> str:
     base, port = _hop_target(lab_dir, hop)
-    _postconf(base, hop, "-e", "smtpd_recipient_restrictions = check_client_access static:HOLD")
+    _hop_tool("postconf", base, hop, "-e", "smtpd_recipient_restrictions = check_client_access static:HOLD")
     _restart_smtpd(base, hop, port)
     if _running(base, hop):
-        _queue_tool("postsuper", base, hop, "-h", "ALL")  # and what is already queued there
+        _hop_tool("postsuper", base, hop, "-h", "ALL")  # and what is already queued there
     return f"hop {hop}: holding mail (release with 'flowtui lab release --dir {lab_dir} {hop}')"
 
 
 def release(lab_dir: str, hop: int) -> str:
     base, port = _hop_target(lab_dir, hop)
-    _postconf(base, hop, "-X", "smtpd_recipient_restrictions")
+    _hop_tool("postconf", base, hop, "-X", "smtpd_recipient_restrictions")
     _restart_smtpd(base, hop, port)
     if _running(base, hop):
-        _queue_tool("postsuper", base, hop, "-H", "ALL")
-        _queue_tool("postqueue", base, hop, "-f")
+        _hop_tool("postsuper", base, hop, "-H", "ALL")
+        _hop_tool("postqueue", base, hop, "-f")
     return f"hop {hop}: released"
 
 
@@ -495,7 +490,7 @@ def stop_hop(lab_dir: str, hop: int) -> str:
 def _flush_upstream(base: Path, hop: int) -> None:
     """Mail deferred at ``hop`` while the next server was down flows on now, not at the next retry."""
     if hop >= 1 and _running(base, hop) and not _is_held(base, hop):
-        _queue_tool("postqueue", base, hop, "-f")
+        _hop_tool("postqueue", base, hop, "-f")
 
 
 def start_hop(lab_dir: str, hop: int) -> str:
