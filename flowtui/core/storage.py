@@ -474,7 +474,7 @@ def _tighten_sidecars(path: Path) -> None:
 
 @dataclass(slots=True)
 class _Op:
-    kind: str  # "result", "route", "alert", "ack", "dns", "prune", "flush"
+    kind: str  # "result", "route", "alert", "ack", "dns", "prune", "call", "flush"
     payload: Any = None
     at: float = 0.0
     future: concurrent.futures.Future[Any] | None = None
@@ -571,6 +571,23 @@ class Store:
         fut: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._put(_Op("prune", older_than, future=fut))
         return fut
+
+    def call(self, fn: Callable[[Database], Any]) -> concurrent.futures.Future[Any]:
+        """Run ``fn(db)`` on the writer thread, inside its write transaction, in
+        queue order with the other writes. The future gives what ``fn`` returned
+        (or its exception; a failing ``fn`` rolls back only its own work).
+
+        For modules that own tables of their own (roll-ups, DMARC reports)
+        without teaching this class each of their writes."""
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._put(_Op("call", fn, future=fut))
+        return fut
+
+    def read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """``fn(conn)`` on this thread's read-only connection, in one snapshot. Blocks:
+        not on the event loop."""
+        with self._snapshot() as conn:
+            return fn(conn)
 
     def _flush_future(self) -> concurrent.futures.Future[None]:
         fut: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -797,6 +814,10 @@ class Store:
                 db.execute("DELETE FROM dns_checks WHERE checked_at < ?", (cutoff,))
                 assert op.future is not None
                 done.append((op.future, deleted))
+        elif kind == "call":
+            for op in ops:
+                assert op.future is not None
+                done.append((op.future, op.payload(db)))
         elif kind == "flush":
             for op in ops:
                 assert op.future is not None

@@ -539,3 +539,24 @@ def test_a_stuck_writer_makes_writes_fail_instead_of_queueing_forever(db_path: P
     finally:
         blocker.close()
         s.close()
+
+
+def test_call_runs_on_the_writer_in_order_and_a_failing_call_rolls_back_alone(store: Store) -> None:
+    def create(db) -> str:
+        db.execute("CREATE TABLE extra (k TEXT PRIMARY KEY, v INTEGER)")
+        return threading.current_thread().name
+
+    writer_name = store.call(create).result(5)
+    assert writer_name.startswith("flowtui-store-writer")
+
+    def insert(k: str, v: int):
+        return lambda db: db.execute("INSERT INTO extra VALUES (?, ?)", (k, v)).rowcount
+
+    ok = store.call(insert("a", 1))
+    bad = store.call(insert("a", 2))  # primary key clash: fails, alone
+    ok2 = store.call(insert("b", 3))
+    assert ok.result(5) == 1 and ok2.result(5) == 1
+    with pytest.raises(sqlite3.IntegrityError):
+        bad.result(5)
+    rows = store.read(lambda conn: conn.execute("SELECT k, v FROM extra ORDER BY k").fetchall())
+    assert [tuple(r) for r in rows] == [("a", 1), ("b", 3)]
