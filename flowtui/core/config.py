@@ -48,6 +48,7 @@ from flowtui.core.model import (
     Secret,
     Security,
     ServerSettings,
+    UiSettings,
 )
 
 # How long a password_command may run; a module constant so tests can shorten it.
@@ -59,7 +60,8 @@ MAX_ATTACHMENT_BYTES = 64 * 1024 * 1024
 # IMAP servers may drop an IDLE after 30 minutes (RFC 2177 says re-issue within 29).
 IDLE_LIMIT_S = 29 * 60
 
-TOP_KEYS = ("monitor", "routes", "alerts", "dns", "notify")
+TOP_KEYS = ("monitor", "routes", "alerts", "dns", "notify", "ui")
+UI_KEYS = ("theme", "theme_dir")
 RESERVED_TOP_KEYS: tuple[str, ...] = ()
 MONITOR_KEYS = ("database", "interval", "timeout", "secret_file", "default_alerts")
 ROUTE_KEYS = (
@@ -319,6 +321,14 @@ class _Reader:
             timeout_s=self.duration(table, "timeout", "monitor.timeout", "10m"),
             secret_file=secret_file,
         )
+
+    def ui(self, doc: Mapping[str, Any]) -> UiSettings:
+        table = self.table(doc, "ui", "ui", "[ui]")
+        self.check_keys(table, UI_KEYS, "ui")
+        theme = self.string(table, "theme", "ui.theme")
+        if theme is not None and not theme.strip():
+            raise self.fail("ui.theme", "must not be empty")
+        return UiSettings(theme=theme, theme_dir=self.path_value(table, "theme_dir", "ui.theme_dir"))
 
     def routes(self, doc: Mapping[str, Any], monitor: MonitorSettings) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
         raw = doc.get("routes")
@@ -803,6 +813,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     if dns.domains and not any(r.kind == "dns" for r in rules):
         rules.append(AlertRule(name="dns", kind="dns"))  # [dns] domains are watched for a reason
     notify = reader.notifiers(doc)
+    ui = reader.ui(doc)
 
     # The whole file is valid: only now look passwords up (and run commands).
     cache: dict[_PasswordSpec, Secret] = {}
@@ -814,7 +825,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         routes.append(Route(smtp=ServerSettings(**smtp), imap=ImapSettings(**imap), **fields))
     return Config(
         path=str(file.resolve()), monitor=monitor, routes=tuple(routes),
-        alerts=tuple(rules), dns=dns, notify=tuple(notify),
+        alerts=tuple(rules), dns=dns, notify=tuple(notify), ui=ui,
     )
 
 

@@ -291,6 +291,14 @@ class NotifierSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class UiSettings:
+    """``[ui]``: the theme by name and an extra folder of user theme files."""
+
+    theme: str | None = None
+    theme_dir: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: str
     monitor: MonitorSettings
@@ -298,6 +306,7 @@ class Config:
     alerts: tuple[AlertRule, ...] = ()  # global rules and every route's own, defaults included
     dns: DnsSettings = DnsSettings()
     notify: tuple[NotifierSettings, ...] = ()
+    ui: UiSettings = UiSettings()
 
 
 # --------------------------------------------------------------------------

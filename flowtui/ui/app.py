@@ -37,7 +37,7 @@ from flowtui.ui.routeview import (
     row_cells,
     rule_alert_entry,
 )
-from flowtui.ui.themes import DEFAULT_THEME, VARIABLE_DEFAULTS, load_themes
+from flowtui.ui.themes import DEFAULT_THEME, THEME_DIR, VARIABLE_DEFAULTS, load_themes, user_theme_dir
 
 COLUMNS = (
     ("health", "health"), ("route", "route"), ("last", "last"), ("p50", "p50"), ("p95", "p95"),
@@ -205,13 +205,14 @@ class FlowApp(App):
         self._shut_down = False
         self._sub: Subscription | None = None
         self._last_full = 0.0
-        kwargs = {} if theme_dir is None else {"directory": theme_dir}
-        themes, self.theme_errors = load_themes(**kwargs)
+        # built-ins, the user's folder, the config's [ui] theme_dir (tests pass theme_dir)
+        folders = (theme_dir,) if theme_dir is not None else (THEME_DIR, user_theme_dir(), config.ui.theme_dir)
+        themes, self.theme_errors = load_themes(*folders)
         self.theme_names: list[str] = []
         for t in themes:
             self.register_theme(t)
             self.theme_names.append(t.name)
-        self.wanted_theme = theme
+        self.wanted_theme = theme or config.ui.theme  # --theme beats [ui] theme
 
     # ------------------------------------------------------------- set-up
     def get_theme_variable_defaults(self) -> dict[str, str]:

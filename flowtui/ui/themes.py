@@ -1,12 +1,19 @@
-"""Themes as data: ``flowtui/ui/themes/*.toml`` -> ``textual.theme.Theme``.
+"""Themes as data: ``themes/*.toml`` -> ``textual.theme.Theme``.
 
 A theme file holds Textual's base colours at the top level and semantic
 names under ``[variables]`` (``health-ok``, ``health-crit``, ``spark``...).
 A file that does not parse or lacks ``primary`` is reported, not fatal.
+
+The built-in themes live in the repository's top-level ``themes/`` (the
+package's ``flowtui/ui/themes`` links there, so an installed copy has them).
+User themes are read afterwards, from ``$XDG_CONFIG_HOME/flowtui/themes``
+(``~/.config/flowtui/themes``) and from the config's ``[ui] theme_dir``; a
+user theme with a built-in's name replaces it.
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,12 +77,34 @@ def theme_from_toml(path: Path) -> Theme:
     return Theme(name=name, dark=bool(data.get("dark", True)), variables=dict(variables), **colours)
 
 
-def load_themes(directory: Path = THEME_DIR) -> tuple[list[Theme], list[ThemeError]]:
-    themes: list[Theme] = []
+def user_theme_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "flowtui" / "themes"
+
+
+def load_themes(*directories: Path | str | None) -> tuple[list[Theme], list[ThemeError]]:
+    """Themes from each folder in turn (default: the built-ins); a later theme of
+    the same name replaces an earlier one. A missing folder is skipped; an
+    unreadable one is reported."""
+    by_name: dict[str, Theme] = {}
     errors: list[ThemeError] = []
-    for path in sorted(directory.glob("*.toml")):
+    for directory in directories or (THEME_DIR,):
+        if directory is None:
+            continue
+        folder = Path(directory)
+        if not folder.exists():
+            continue
         try:
-            themes.append(theme_from_toml(path))
-        except ValueError as exc:
-            errors.append(ThemeError(str(path), str(exc)))
-    return themes, errors
+            paths = sorted(folder.glob("*.toml"))
+        except OSError as exc:
+            errors.append(ThemeError(str(folder), f"{folder}: {exc.strerror or exc}"))
+            continue
+        for path in paths:
+            try:
+                theme = theme_from_toml(path)
+            except ValueError as exc:
+                errors.append(ThemeError(str(path), str(exc)))
+                continue
+            by_name.pop(theme.name, None)
+            by_name[theme.name] = theme
+    return list(by_name.values()), errors
