@@ -25,6 +25,7 @@ from flowtui.core.storage import Store
 log = logging.getLogger("flowtui.alerts")
 
 TICK_S = 0.5
+ACK_SYNC_S = 5.0  # how often acknowledgements made outside this process are read back
 
 
 class AlertEngine:
@@ -91,9 +92,28 @@ class AlertEngine:
                 self.apply(self.book.observe(event.result, self.clock()))
 
     async def _tick_loop(self) -> None:
+        last_sync = self.clock()
         while True:
             await asyncio.sleep(self.tick_s)
             self.apply(self.book.tick(self.clock()))
+            if self.clock() - last_sync >= ACK_SYNC_S:
+                last_sync = self.clock()
+                await self.sync_acks()
+
+    async def sync_acks(self) -> int:
+        """Take acknowledgements made elsewhere (``flowtui alerts --ack`` on the same
+        database, another monitor's UI) into the firing alerts, so their
+        notifications stop. Returns how many were taken."""
+        try:
+            stored = await asyncio.to_thread(self.store.alerts, state="fired", limit=100_000)
+        except Exception as exc:  # a busy or closed store: try again next time
+            log.debug("alerts: cannot read acknowledgements: %s", exc)
+            return 0
+        taken = 0
+        for rec in stored:
+            if rec.acked_at is not None and self.book.ack_if_new(rec.id, rec.acked_at):
+                taken += 1
+        return taken
 
     async def _dns_loop(self) -> None:
         while True:

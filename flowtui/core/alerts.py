@@ -142,6 +142,14 @@ class AlertBook:
         f.record = replace(f.record, acked_at=now)
         return f.record
 
+    def ack_if_new(self, alert_id: str, acked_at: float) -> bool:
+        """Take a stored acknowledgement of a firing alert not yet acknowledged here."""
+        f = self.firing.get(alert_key(alert_id))
+        if f is None or f.record.id != alert_id or f.record.acked_at is not None:
+            return False
+        f.record = replace(f.record, acked_at=acked_at)
+        return True
+
     # ------------------------------------------------------------ machinery
     def _remember(self, r: ProbeResult) -> None:
         probes = self._probes.setdefault(r.route, {})

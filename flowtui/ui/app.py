@@ -59,12 +59,16 @@ def nice_ceiling(value: float) -> float:
     return 10 ** (exp + 1)
 
 
-class HistoryLoaded(Message):
-    """The store's recent probes per route were read (in a thread)."""
+HISTORY_ALERTS = 200  # rule alerts read back into the log at start
 
-    def __init__(self, history: dict[str, list[ProbeResult]]) -> None:
+
+class HistoryLoaded(Message):
+    """The store's recent probes per route and recent rule alerts were read (in a thread)."""
+
+    def __init__(self, history: dict[str, list[ProbeResult]], alerts: list | None = None) -> None:
         super().__init__()
         self.history = history
+        self.alerts = alerts or []
 
 
 class RoutesFlushed(Message):
@@ -258,7 +262,8 @@ class FlowApp(App):
                 if full is not None:
                     results = [full if r.probe_id == full.probe_id else r for r in results]
             history[name] = results
-        self.post_message(HistoryLoaded(history))
+        rule_alerts = self.store.alerts(limit=HISTORY_ALERTS)
+        self.post_message(HistoryLoaded(history, rule_alerts))
 
     def on_history_loaded(self, message: HistoryLoaded) -> None:
         for name, results in message.history.items():
@@ -270,9 +275,28 @@ class FlowApp(App):
                     state.fold(r)
                 self._note_alert(r)
             self.dirty.add(name)
+        for alert in message.alerts:  # rule alerts from before this start, acknowledgements kept
+            for resolved in ((False, True) if alert.state == "resolved" else (False,)):
+                entry = rule_alert_entry(alert, resolved=resolved)
+                self.alerts.setdefault(entry.key, entry)
+                if alert.acked_at is not None and not resolved:
+                    self.acked.add(entry.key)
         self.history_loaded = True
         self.flush()
         self._alerts_changed()
+
+    def acknowledge(self, key: str) -> None:
+        """Acknowledge an alert-log line. A firing rule alert's acknowledgement is
+        stored (``flowtui alerts`` shows it, a restart keeps it) and silences its
+        notifications; a failed probe's line is marked for this session."""
+        self.acked.add(key)
+        entry = self.alerts.get(key)
+        if entry is None or not entry.alert_id:
+            return
+        if self.alerting is not None:
+            self.alerting.ack(entry.alert_id)  # a queue put: the writer thread stores it
+        else:
+            self.store.ack_alert(entry.alert_id)
 
     # ------------------------------------------------------------- events
     def _tick(self) -> None:

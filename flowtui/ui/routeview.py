@@ -169,6 +169,7 @@ class AlertEntry:
     kind: str
     message: str
     probe_id: str
+    alert_id: str = ""  # a firing rule alert's id: acknowledging it is stored and stops its notifications
 
 
 def rule_alert_entry(alert, resolved: bool) -> AlertEntry:
@@ -177,7 +178,7 @@ def rule_alert_entry(alert, resolved: bool) -> AlertEntry:
     return AlertEntry(
         key=f"rule:{alert.id}:{'resolved' if resolved else 'fired'}", at=when, route=alert.route or "-",
         severity="info" if resolved else alert.severity, kind=f"{alert.rule} {'resolved' if resolved else 'fired'}",
-        message=alert.message, probe_id="",
+        message=alert.message, probe_id="", alert_id="" if resolved else alert.id,
     )
 
 

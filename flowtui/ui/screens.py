@@ -464,7 +464,7 @@ class AlertLogScreen(ThemedScreen):
         if not t.row_count:
             return
         key = t.coordinate_to_cell_key(t.cursor_coordinate).row_key.value
-        self.app.acked.add(key)  # type: ignore[attr-defined]
+        self.app.acknowledge(key)  # type: ignore[attr-defined]
         self.refresh_alerts()
 
     def action_severity(self) -> None:

@@ -8,6 +8,8 @@ named rule/severity (DNS ones rule/severity/problem).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import tomllib
 from pathlib import Path
 
@@ -85,3 +87,52 @@ def test_a_restored_firing_alert_does_not_fire_again() -> None:
     assert again.observe(_probe({"seq": 2, "state": "send_failed", "sent": 60}), 61.0) == []
     [resolved] = again.observe(_probe({"seq": 3, "state": "delivered", "sent": 120, "total": 1}), 121.0)
     assert resolved.kind == "resolved" and resolved.alert.id == fired.alert.id
+
+
+async def test_an_acknowledgement_stored_elsewhere_stops_notifications(tmp_path) -> None:
+    """`flowtui alerts --ack ID` writes the database; a running monitor reads it back
+    and sends no more notifications for that alert (an escalation included)."""
+    from flowtui.core.alerting import AlertEngine
+    from flowtui.core.alerts import default_rules
+    from flowtui.core.events import EventBus
+    from flowtui.core.model import Config, MonitorSettings
+    from flowtui.core.storage import Store
+
+    class Recorder:
+        name = "recorder"
+
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, str]] = []
+
+        def wants(self, kind, alert) -> bool:
+            return True
+
+        async def send(self, kind, alert):
+            self.sent.append((kind, alert.id))
+            return None
+
+    store = Store(tmp_path / "a.db")
+    config = Config(path=str(tmp_path / "c.toml"), monitor=MonitorSettings(database=str(tmp_path / "a.db")),
+                    routes=(_route({}),), alerts=default_rules())
+    rec = Recorder()
+    engine = AlertEngine(config, store, EventBus(), [rec])
+    try:
+        [fired] = engine.book.observe(_probe({"seq": 1, "state": "send_failed", "sent": 0}), 1.0)
+        engine.apply([fired])
+        await asyncio.sleep(0.05)
+        assert rec.sent == [("fired", fired.alert.id)]
+        await store.flush()
+        assert await engine.sync_acks() == 0  # nothing acknowledged yet
+
+        store.ack_alert(fired.alert.id, 5.0)  # as `flowtui alerts --ack` does, on the same file
+        await store.flush()
+        assert await engine.sync_acks() == 1
+        assert await engine.sync_acks() == 0  # taken once
+        escalated = Transition("escalated", dataclasses.replace(engine.book.firing[alert_key(fired.alert.id)].record,
+                                                                severity="crit"))
+        engine.apply([escalated])
+        await asyncio.sleep(0.05)
+        assert rec.sent == [("fired", fired.alert.id)]  # no notification after the acknowledgement
+    finally:
+        await engine.stop()
+        store.close()
