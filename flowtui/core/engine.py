@@ -205,9 +205,9 @@ class Engine:
             if out.ok:
                 r = pending.result
                 detected = tuple(p for p in r.phases if p[0] == "detected")
-                pending.result = replace(
+                pending.result = replace(  # transit: 0, not below (it was there before the 250)
                     r, submit_s=out.submit_s, queue_id=out.queue_id, phases=tuple(out.phases) + detected,
-                    transit_s=None if r.total_s is None else r.total_s - out.submit_s,
+                    transit_s=None if r.total_s is None else max(0.0, r.total_s - out.submit_s),
                 )
                 self.store.write_result(pending.result)
                 self.bus.publish(ProbeCompleted(pending.result))
@@ -276,6 +276,10 @@ class Engine:
         if pending.t0_mono is not None and found.live:
             total = found.detected_mono - pending.t0_mono
             transit = found.detected_mono - pending.accepted_mono if pending.accepted_mono is not None else None
+            if transit is not None and transit < 0:
+                # it landed before the 250 reached us (on loopback the mailbox can hold
+                # it that soon): transit 0, total as measured
+                transit = 0.0
         else:  # restored after a restart, or found by a catch-up scan: wall clocks
             total = found.detected_wall - r.sent_at
             transit = total - r.submit_s if r.submit_s is not None else None

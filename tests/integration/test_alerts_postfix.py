@@ -64,9 +64,14 @@ def test_held_hop_fires_latency_then_lost_release_resolves_both(lab, tmp_path): 
         finally:
             proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "flowtui", "lab", "release", "--dir", lab.dir, "2")
             await proc.wait()
-        ok = await engine.probe_once(route, timeout=20)
-        await asyncio.sleep(0.5)
-        return lost, ok, during, _alert_events(events)
+        after = []
+        for _ in range(3):  # a loaded machine can make the first probe after the release slow (>= warn 3 s)
+            ok = await engine.probe_once(route, timeout=20)
+            await asyncio.sleep(0.5)
+            after += _alert_events(events)
+            if ok.total_s is not None and ok.total_s < 3:
+                break
+        return lost, ok, during, after
 
     lost, ok, during, after = asyncio.run(_run(cfg, body))
     fired = [(k, r) for k, r, _ in during if k == "fired"]

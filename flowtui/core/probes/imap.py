@@ -423,9 +423,18 @@ class MailboxWatcher:
         now_wall, now_mono = time.time(), time.monotonic()
         if live:
             at = pushed_at if pushed_at is not None else looked_at
+            if pushed_at is not None and self.push_delay_s:
+                # the server holds its pushes (Dovecot: ~0.5 s after a change): the
+                # message landed about one measured push delay before the push came.
+                # The push can also come sooner (a timer another change started), so
+                # the push delay stays the stated uncertainty.
+                # Not before the previous search of this folder, which did not find it.
+                at = pushed_at - self.push_delay_s
+                if previous_search is not None:
+                    at = max(at, previous_search)
             detected_mono = at
             detected_wall = now_wall - (now_mono - at)
-            if pushed_at is not None:  # a push is late by the server's push delay at most
+            if pushed_at is not None:  # off by the server's push delay at most
                 uncertainty = self.push_delay_s or 0.0
             elif previous_search is not None:  # it came in since the previous search
                 uncertainty = looked_at - previous_search
