@@ -37,6 +37,7 @@ from flowtui.ui.routeview import (
     row_cells,
     rule_alert_entry,
 )
+from flowtui.ui.routetable import RouteTable
 from flowtui.ui.themes import DEFAULT_THEME, THEME_DIR, VARIABLE_DEFAULTS, load_themes, user_theme_dir
 
 COLUMNS = (
@@ -93,7 +94,7 @@ class DashboardScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(id="summary")
-        table: DataTable = DataTable(id="routes", cursor_type="row", zebra_stripes=False)
+        table: DataTable = RouteTable(id="routes", cursor_type="row", zebra_stripes=False)
         yield table
         filt = Input(placeholder="filter routes (Enter keeps, Esc clears)", id="filter")
         filt.cursor_blink = False
@@ -399,19 +400,29 @@ class FlowApp(App):
         ceiling, width = self.ceiling(), self.spark_width(table)
         changed: list[str] = []
         with self.batch_update():
+            updates: list[tuple[str, str, str]] = []
             for name in names:
                 if name not in table.rows:
                     continue
                 cells = row_cells(self.routes[name], now, ceiling, width, colours)
                 old = self._rendered.get(name, {})
                 for key, value in cells.items():
-                    if old.get(key) != value:
-                        # fixed-width columns: re-measuring a column per cell made 500 routes
-                        # take 40 s to draw (bench/ui_bench.py); only the trend follows the size
-                        table.update_cell(name, key, value, update_width=key == "spark")
+                    if old.get(key) == value:
+                        continue
+                    if key == "spark" and len(value) != len(old.get(key, "")):
+                        table.update_cell(name, key, value, update_width=True)  # the trend follows the size
+                    else:
+                        # fixed-width columns, and only the changed rows repaint (bench/ui_bench.py:
+                        # re-measuring columns per cell took 40 s to draw 500 routes)
+                        updates.append((name, key, value))
                 if cells != old:
                     changed.append(name)
                 self._rendered[name] = cells
+            if isinstance(table, RouteTable):
+                table.update_cells(updates)
+            else:  # pragma: no cover - the dashboard always builds a RouteTable
+                for name, key, value in updates:
+                    table.update_cell(name, key, value)
             if changed:
                 self._sort(table)
             self._summary(screen, now)
