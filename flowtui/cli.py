@@ -189,6 +189,30 @@ def _run_alerts(args: argparse.Namespace) -> int:
     return alertscmd.main(args)
 
 
+def _report_parser(sub: argparse._SubParsersAction) -> None:
+    from flowtui import reportcmd
+
+    reportcmd.add_report_parser(sub)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from flowtui import reportcmd
+
+    return reportcmd.report_main(args)
+
+
+def _export_parser(sub: argparse._SubParsersAction) -> None:
+    from flowtui import reportcmd
+
+    reportcmd.add_export_parser(sub)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from flowtui import reportcmd
+
+    return reportcmd.export_main(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Handler]] = {
     "lab": (_lab_parser, _run_lab),
     "demo": (_demo_parser, _run_demo),
@@ -197,6 +221,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Handler]
     "run": (_run_parser, _run_run),
     "probe": (_probe_parser, _run_probe),
     "alerts": (_alerts_parser, _run_alerts),
+    "report": (_report_parser, _run_report),
+    "export": (_export_parser, _run_export),
 }
 
 
