@@ -179,7 +179,7 @@ def _table_routes(section: dict[str, Any]) -> str:
         lines.append("")
         lines.append(fit(f"{name[: WIDTH - len(src) - 2]:<{WIDTH - len(src) - 1}} {src}"))
         lines.append(fit(f"  sent {r['sent']}  delivered {_pct(r['delivered_pct'])}  lost {r['lost']}  late {r['late']}"
-                         f"  bounced {r['bounced']}  junk {r['junk']}  send failed {r['send_failed']}"))
+                         f"  bounced {r['bounced']}  junk {r['junk']}  nosend {r['send_failed']}"))
         lines.append(f"  {'':<9}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}")
         for m in ("submit", "transit", "total"):
             d = r[m]

@@ -223,3 +223,78 @@ def test_export_jsonl_and_csv_stream_every_probe_and_hop_without_secrets(setup, 
     assert {r["route"] for r in rows} == {"plain"}
     assert any(r["hop_idx"] == "1" for r in rows) and any(r["hop_idx"] == "" for r in rows)
     assert PASSWORD not in target.read_text()
+
+
+def png_pixels(data: bytes) -> tuple[int, int, int, bytes]:
+    """(width, height, bytes per pixel, raw pixel rows) of an 8-bit RGB/RGBA PNG: pure Python."""
+    import struct
+    import zlib
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width = 8, b"", 0
+    while pos < len(data):
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour = struct.unpack(">IIBB", body[:10])
+            assert depth == 8 and colour in (2, 6), (depth, colour)
+            bpp = 3 if colour == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    stride = width * bpp
+    out = bytearray()
+    prev = bytearray(stride)
+    for y in range(height):
+        f, row = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = row[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            c = prev[i - bpp] if i >= bpp else 0
+            if f == 1:
+                row[i] = (row[i] + a) & 255
+            elif f == 2:
+                row[i] = (row[i] + b) & 255
+            elif f == 3:
+                row[i] = (row[i] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                row[i] = (row[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        out += row
+        prev = row
+    return width, height, bpp, bytes(out)
+
+
+def test_html_report_renders_in_headless_chromium(setup, capsys, tmp_path):
+    import subprocess
+
+    from conftest import need_chromium
+
+    chromium = need_chromium()
+    cfg, _, _, _ = setup
+    page = tmp_path / "report.html"
+    code, _, _ = run(capsys, "report", "-c", str(cfg), "--since", "5d", "--format", "html", "-o", str(page))
+    assert code == 0
+    shot = tmp_path / "shot.png"
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1000,1600", page.as_uri()],
+        capture_output=True, timeout=120, check=False, cwd=tmp_path,
+    )
+    assert shot.exists(), "Chromium wrote no screenshot"
+    width, height, bpp, pixels = png_pixels(shot.read_bytes())
+    assert (width, height) == (1000, 1600)
+    colours: dict[bytes, int] = {}
+    for i in range(0, len(pixels), bpp * 7):  # every 7th pixel is plenty
+        px = pixels[i:i + 3]
+        colours[px] = colours.get(px, 0) + 1
+    background = max(colours.values())
+    assert len(colours) > 20, "the screenshot is (nearly) one flat colour"
+    assert background / sum(colours.values()) < 0.95, "the page is nearly all background"
+    # the chart's bar colour (#4a7fd4) is on screen: the inline SVG was drawn
+    assert any(abs(p[0] - 0x4A) < 12 and abs(p[1] - 0x7F) < 12 and abs(p[2] - 0xD4) < 12 for p in colours)
