@@ -43,6 +43,7 @@ import json
 import logging
 import math
 import sqlite3
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -551,6 +552,8 @@ class Maintainer:
 
     ``run_once`` blocks (call it from a thread); each step is one short
     transaction on the store's writer thread, so probe writes interleave.
+    ``run`` repeats it every ``interval_s`` off the event loop. Before the
+    store is closed: ``stop()`` then ``wait_idle()`` (a step in flight ends first).
     """
 
     def __init__(self, store: Any, retention_s: float, rollup_retention_s: float, grace_s: float,
@@ -561,6 +564,10 @@ class Maintainer:
         self.grace_s = grace_s
         self.interval_s = interval_s
         self.runs = 0
+        self.last: dict[str, int] = {}
+        self._halt = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
 
     @classmethod
     def for_config(cls, store: Any, config: Any, interval_s: float = 300.0) -> Maintainer:
@@ -568,10 +575,24 @@ class Maintainer:
         return cls(store, config.monitor.retention_s, config.monitor.rollup_retention_s,
                    grace_s=max(timeouts) + 60.0, interval_s=interval_s)
 
+    def stop(self) -> None:
+        self._halt.set()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        return self._idle.wait(timeout)
+
     def run_once(self, now: float | None = None) -> dict[str, int]:
-        now = time.time() if now is None else now
-        steps = 0
+        self._idle.clear()
+        try:
+            return self._run_once(time.time() if now is None else now)
+        finally:
+            self._idle.set()
+
+    def _run_once(self, now: float) -> dict[str, int]:
+        steps = 1
         while self.store.call(lambda db: rollup_step(db, now, self.grace_s)).result():
+            if self._halt.is_set():
+                return {"steps": steps, "pruned_probes": 0, "pruned_rollups": 0}
             steps += 1
         rolled = self.store.read(lambda c: get_state(c, "hourly_until"))
         cutoff = _floor(now - self.retention_s, HOUR)
@@ -586,19 +607,19 @@ class Maintainer:
 
         dropped = self.store.call(after).result()
         self.runs += 1
-        return {"steps": steps + 1, "pruned_probes": pruned, "pruned_rollups": dropped}
+        self.last = {"steps": steps, "pruned_probes": pruned, "pruned_rollups": dropped}
+        return self.last
 
-    async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Every ``interval_s`` until cancelled (or ``stop`` is set): roll up and prune."""
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
+    async def run(self) -> None:
+        """Roll up and prune now and every ``interval_s``, until cancelled or stopped."""
+        while not self._halt.is_set():
             try:
                 await asyncio.to_thread(self.run_once)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the monitor keeps running; the next round tries again
                 log.exception("roll-up and prune failed")
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval_s)
-            except asyncio.TimeoutError:
-                pass
+            slept = 0.0
+            while slept < self.interval_s and not self._halt.is_set():
+                await asyncio.sleep(min(1.0, self.interval_s - slept))
+                slept += 1.0
