@@ -105,6 +105,9 @@ def parse_address(text: str) -> tuple[str, int]:
             ipaddress.IPv6Address(host)
         except ValueError:
             raise UserError(f'--metrics: "{text}" has no valid IPv6 address in brackets', code=2) from None
+    elif any(ch in host for ch in ":[]"):
+        raise UserError(f'--metrics: expected HOST:PORT, an IPv6 address in brackets ("[::1]:9464"), got "{text}"',
+                        code=2)
     return host or "0.0.0.0", int(port)
 
 
