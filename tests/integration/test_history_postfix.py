@@ -143,6 +143,8 @@ def test_metrics_scrape_then_report_and_export_match_the_probes(lab_dir, tmp_pat
         mine = next(r for r in report["sections"][0]["routes"] if r["route"] == route)
         assert mine["source"] == "raw" and mine["exact"]
         conn = sqlite3.connect(db)
+        # the running monitor did its roll-up round (nothing closed yet: the watermark only)
+        assert conn.execute("SELECT value FROM rollup_state WHERE key = 'hourly_until'").fetchone() is not None
         rows = conn.execute("SELECT state, submit_s, transit_s, total_s FROM probes WHERE route = ?",
                             (route,)).fetchall()
         assert mine["sent"] == len(rows) and mine["delivered"] == sum(r[0] == "delivered" for r in rows)
