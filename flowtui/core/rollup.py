@@ -178,6 +178,7 @@ class Agg:
     alerts_fired: int = 0
     firing_s: float = 0.0
     exact: bool = True
+    keep: bool = True  # keep exact values (a report); a roll-up needs the histograms only
 
     def add_probe(self, state: str, submit: float | None, transit: float | None, total: float | None) -> None:
         self.counts["count"] += 1
@@ -193,7 +194,8 @@ class Agg:
 
     def _add(self, measure: str, v: float) -> None:
         self.hists[measure].add(v)
-        self.values[measure].append(v)
+        if self.keep:
+            self.values[measure].append(v)
 
     def add_hop(self, key: str, delay: float | None, tls: int | None) -> None:
         self.tls["unknown" if tls is None else "yes" if tls else "no"] += 1
@@ -205,7 +207,8 @@ class Agg:
             self.hops[key] = Hist()
             self.hop_values[key] = []
         self.hops[key].add(delay)
-        self.hop_values[key].append(delay)
+        if self.keep:
+            self.hop_values[key].append(delay)
 
     def add_row(self, row: Mapping[str, Any]) -> None:
         """Merge a roll-up row (hourly or daily)."""
@@ -247,12 +250,12 @@ class Agg:
         self.firing_s += other.firing_s
 
     def pct(self, measure: str, p: float) -> float | None:
-        if self.exact:
+        if self.exact and self.keep:
             return percentile(self.values[measure], p)
         return self.hists[measure].percentile(p)
 
     def hop_median(self, key: str) -> float | None:
-        if self.exact:
+        if self.exact and self.keep:
             return percentile(self.hop_values.get(key, []), 50)
         return self.hops[key].percentile(50)
 
@@ -312,13 +315,14 @@ def _set_state(db: Any, key: str, value: float) -> None:
 
 
 def raw_aggs(conn: Any, since: float, until: float, route: str | None = None,
-             step: int = HOUR) -> dict[tuple[str, int], Agg]:
-    """(route, bucket start) -> Agg over the raw probes sent in [since, until), with hops."""
+             step: int = HOUR, keep: bool = True) -> dict[tuple[str, int], Agg]:
+    """(route, bucket start) -> Agg over the raw probes sent in [since, until), with hops
+    (``keep``: with the exact values too)."""
     where, args = "p.sent_at >= ? AND p.sent_at < ?", [since, until]
     if route is not None:
         where += " AND p.route = ?"
         args.append(route)
-    aggs: dict[tuple[str, int], Agg] = defaultdict(Agg)
+    aggs: dict[tuple[str, int], Agg] = defaultdict(lambda: Agg(keep=keep))
     for r, sent, state, sub, tra, tot in conn.execute(
         f"SELECT p.route, p.sent_at, p.state, p.submit_s, p.transit_s, p.total_s FROM probes p WHERE {where}", args
     ):
@@ -357,7 +361,7 @@ def raw_alerts(conn: Any, since: float, until: float, now: float, route: str | N
 
 def _roll_hours(db: Any, start: int, end: int, now: float, routes_hours: set[tuple[str, int]] | None = None) -> set[int]:
     """(Re)write the hourly rows of [start, end) from raw rows; the days touched."""
-    aggs = raw_aggs(db, start, end)
+    aggs = raw_aggs(db, start, end, keep=False)
     for key, (fired, firing) in raw_alerts(db, start, end, now).items():
         aggs[key].alerts_fired += fired
         aggs[key].firing_s += firing
@@ -390,9 +394,11 @@ def _roll_days(db: Any, days: Iterable[int], now: float) -> None:
             db.table("rollup_daily").upsert_all(rows, pk=("route", "start"))
 
 
-def rollup_step(db: Any, now: float, grace_s: float, max_hours: int = 24 * 7) -> bool:
+def rollup_step(db: Any, now: float, grace_s: float, max_hours: int = 24 * 7, max_probes: int = 50_000) -> bool:
     """One bounded step of the incremental roll-up (run it on the writer thread:
-    ``store.call(lambda db: rollup_step(db, ...))``). True when more is to do."""
+    ``store.call(lambda db: rollup_step(db, ...))``): at most ``max_hours`` hours
+    and, beyond the first hour, about ``max_probes`` probes, so the writer is
+    never held long. True when more is to do."""
     closed = _floor(now - grace_s, HOUR)
     until = get_state(db, "hourly_until")
     if until is None:
@@ -418,6 +424,10 @@ def rollup_step(db: Any, now: float, grace_s: float, max_hours: int = 24 * 7) ->
     if top is not None:
         _set_state(db, "updated_mark", top)
     end = min(closed, until + max_hours * HOUR)
+    nth = db.execute("SELECT sent_at FROM probes WHERE sent_at >= ? ORDER BY sent_at LIMIT 1 OFFSET ?",
+                     (until, max_probes)).fetchone()
+    if nth is not None:  # busy hours: fewer of them per step (at least one)
+        end = min(end, max(until + HOUR, _floor(nth[0], HOUR)))
     if end > until:
         days |= _roll_hours(db, until, end, now)
         until = end

@@ -247,3 +247,28 @@ def test_histogram_reads_back_every_value_within_alpha():
     assert h.percentile(50) == pytest.approx(0.0, abs=0.001)
     again = Hist.from_json(h.to_json())
     assert again == h
+
+
+def test_a_step_is_bounded_by_probes_and_the_result_is_the_same(year_db, tmp_path):
+    """Small steps (a few hundred probes each) give the same roll-ups as week-long ones."""
+    from sqlite_utils import Database
+
+    from flowtui.core.rollup import rollup_step
+
+    path, results, _ = year_db
+    db = tmp_path / "small.db"
+    with Store(db) as store:
+        for r in results:
+            if r.sent_at >= NOW - 20 * DAY:
+                store.write_result(r)
+    conn = sqlite3.connect(db)
+    d = Database(conn)
+    steps = 1
+    while rollup_step(d, NOW, 660, max_probes=300):
+        steps += 1
+    conn.commit()
+    assert steps > 20 * 24 * 2 * 3 // 300 // 2  # many small steps, not one per week
+    big = sqlite3.connect(path)
+    since = (NOW - 20 * DAY) // HOUR * HOUR + HOUR
+    q = "SELECT route, start, count, lost, total_h, hops FROM rollup_hourly WHERE start >= ? ORDER BY route, start"
+    assert conn.execute(q, (since,)).fetchall() == big.execute(q, (since,)).fetchall()
