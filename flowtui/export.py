@@ -50,6 +50,12 @@ def _rows(conn: Any, since: float, until: float, routes: list[str] | None) -> It
         yield probe, hop
 
 
+def csv_cell(v: Any) -> Any:
+    from flowtui.report import csv_cell as cell
+
+    return cell(v)
+
+
 def write_export(conn: Any, out: IO[str], fmt: str, since: float, until: float,
                  routes: list[str] | None = None) -> int:
     """Write the export to ``out``; the number of probes written."""
@@ -65,10 +71,10 @@ def write_export(conn: Any, out: IO[str], fmt: str, since: float, until: float,
                 last = probe["probe_id"]
             values = [probe[k] for k in (*PROBE_FIELDS, "sent_at_utc", *AUTH_FIELDS)]
             values += [None] * len(HOP_FIELDS) if hop is None else [hop[k] for k in HOP_FIELDS]
-            w.writerow(["" if v is None else v for v in values])
+            w.writerow([csv_cell(v) for v in values])
         return n
     if fmt != "jsonl":
-        raise ValueError(f"unknown export format {fmt!r}")
+        raise ValueError(f"unknown export format {fmt!r}")  # pragma: no cover
     current: dict | None = None
     for probe, hop in _rows(conn, since, until, routes):
         if current is None or probe["probe_id"] != current["probe_id"]:

@@ -228,11 +228,20 @@ def _table_trend(section: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------
 
 
+def csv_cell(v: Any) -> Any:
+    """A CSV cell: text a spreadsheet would run as a formula (=, +, -, @ first) gets a leading '."""
+    if v is None:
+        return ""
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + v
+    return v
+
+
 def _csv(rows: list[list[Any]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     for row in rows:
-        w.writerow(["" if v is None else v for v in row])
+        w.writerow([csv_cell(v) for v in row])
     return buf.getvalue()
 
 

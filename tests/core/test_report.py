@@ -298,3 +298,11 @@ def test_html_report_renders_in_headless_chromium(setup, capsys, tmp_path):
     assert background / sum(colours.values()) < 0.95, "the page is nearly all background"
     # the chart's bar colour (#4a7fd4) is on screen: the inline SVG was drawn
     assert any(abs(p[0] - 0x4A) < 12 and abs(p[1] - 0x7F) < 12 and abs(p[2] - 0xD4) < 12 for p in colours)
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_defused():
+    from flowtui.report import csv_cell
+
+    assert csv_cell("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")"
+    assert csv_cell("@SUM(A1)") == "'@SUM(A1)" and csv_cell("mx.example") == "mx.example"
+    assert csv_cell(-1.5) == -1.5 and csv_cell(None) == ""
