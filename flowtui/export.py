@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import IO, Any
 
+from flowtui.report import csv_cell
+
 PROBE_FIELDS = (
     "probe_id", "route", "seq", "state", "sent_at", "submit_s", "transit_s", "total_s", "detected_at",
     "detect_uncertainty_s", "queue_id", "folder", "message_id", "error", "error_phase", "content_ok",
@@ -48,12 +50,6 @@ def _rows(conn: Any, since: float, until: float, routes: list[str] | None) -> It
         probe.update(_auth(row["auth"]))
         hop = None if row["hop_idx"] is None else {k: row[f"hop_{k}"] for k in HOP_FIELDS}
         yield probe, hop
-
-
-def csv_cell(v: Any) -> Any:
-    from flowtui.report import csv_cell as cell
-
-    return cell(v)
 
 
 def write_export(conn: Any, out: IO[str], fmt: str, since: float, until: float,
