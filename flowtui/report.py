@@ -89,16 +89,37 @@ def trend_point(start: int, agg: Agg) -> dict[str, Any]:
     }
 
 
+SectionBuilder = Callable[[Any, list[str], float, float, float], "dict[str, Any] | None"]
+SECTION_BUILDERS: list[SectionBuilder] = []
+
+
+def register_builder(builder: SectionBuilder) -> None:
+    """Append ``builder(conn, routes, since, until, now) -> section dict or None`` to every
+    report (in the same read snapshot), e.g. a DMARC section from its own tables."""
+    if builder not in SECTION_BUILDERS:
+        SECTION_BUILDERS.append(builder)
+
+
 def build_report(conn: Any, routes: Iterable[str], since: float, until: float, now: float,
                  retention_s: float, title: str = "flowtui report") -> dict[str, Any]:
     """The report over [since, until) for ``routes``, read from ``conn`` (one snapshot:
-    call it inside ``Store.read``)."""
+    call it inside ``Store.read``). Sections: routes, trend, then those of the
+    registered builders."""
+    routes = list(routes)
     step = HOUR if until - since <= 14 * DAY else DAY
     summaries, trend = [], {}
     for name in routes:
         agg, split = window_agg(conn, name, since, until, now, retention_s)
         summaries.append(route_summary(name, agg, split.source, split.rollup_since))
         trend[name] = [trend_point(b, a) for b, a in trend_aggs(conn, name, split, step, now).items()]
+    sections: list[dict[str, Any]] = [
+        {"id": "routes", "title": "Routes", "routes": summaries},
+        {"id": "trend", "title": "Hourly trend" if step == HOUR else "Daily trend", "step_s": step, "routes": trend},
+    ]
+    for builder in SECTION_BUILDERS:
+        extra = builder(conn, routes, since, until, now)
+        if extra is not None:
+            sections.append(extra)
     return {
         "flowtui_report": 1,
         "title": title,
@@ -106,11 +127,7 @@ def build_report(conn: Any, routes: Iterable[str], since: float, until: float, n
         "since": _iso(since),
         "until": _iso(until),
         "percentile_method": "linear between closest ranks; from roll-ups within 1% (p0/p100 exact)",
-        "sections": [
-            {"id": "routes", "title": "Routes", "routes": summaries},
-            {"id": "trend", "title": "Hourly trend" if step == HOUR else "Daily trend", "step_s": step,
-             "routes": trend},
-        ],
+        "sections": sections,
     }
 
 

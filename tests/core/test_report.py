@@ -177,6 +177,28 @@ def test_csv_report_and_an_extra_section_render_in_every_format(setup):
     assert "DMARC &lt;aggregate&gt;" in render(report, "html")
 
 
+def test_a_registered_builder_adds_its_section_and_renderer(setup):
+    from flowtui import report as rep
+
+    cfg, db, now, _ = setup
+    conn = sqlite3.connect(db)
+
+    def builder(conn, routes, since, until, now):
+        n = conn.execute("SELECT COUNT(*) FROM probes WHERE sent_at >= ?", (since,)).fetchone()[0]
+        return {"id": "extra-test", "title": "Extra", "probes": n}
+
+    rep.register_builder(builder)
+    rep.register_section("extra-test", table=lambda s: f"EXTRA {s['probes']}")
+    try:
+        report = build_report(conn, ["plain"], now - DAY, now, now, 30 * DAY)
+        assert report["sections"][-1]["id"] == "extra-test" and report["sections"][-1]["probes"] > 0
+        assert f"EXTRA {report['sections'][-1]['probes']}" in render(report, "table")
+        assert "Extra" in render(report, "html")  # no html renderer registered: the generic one
+    finally:
+        rep.SECTION_BUILDERS.remove(builder)
+        rep.SECTION_RENDERERS.pop("extra-test")
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--since", "yesterday"], "--since: expected a duration"),
     (["--route", "plian"], '--route: no route named "plian"'),
