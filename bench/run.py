@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-BENCHMARKS = ("lag", "accuracy", "scale", "store", "ui")
+BENCHMARKS = ("lag", "accuracy", "scale", "store", "ui", "history")
 
 
 def child(name: str, quick: bool) -> int:

@@ -122,6 +122,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--headless", action="store_true", help="no UI: one line per result on stdout")
     p.add_argument("--theme", metavar="NAME", help="UI theme (flowtui-noc, flowtui-light, flowtui-contrast)")
     p.add_argument("--json", action="store_true", help="with --headless: one JSON object per line")
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="with --headless: serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464)")
 
 
 NO_CONFIG = (
@@ -156,10 +158,13 @@ def _run_run(args: argparse.Namespace) -> int:
     config = load_config(path)
     for warning in config_warnings(config):
         print(f"flowtui: warning: {warning}", file=sys.stderr)
+    metrics = getattr(args, "metrics", None)
+    if metrics is not None and not args.headless:
+        raise UserError("--metrics: only with --headless", code=2)
     if args.headless:
         from flowtui import headless
 
-        return asyncio.run(headless.run(config, as_json=args.json))
+        return asyncio.run(headless.run(config, as_json=args.json, metrics=metrics))
     from flowtui.ui.run import run_tui  # the UI is imported on this path only
 
     return asyncio.run(run_tui(config, theme=args.theme))
@@ -189,6 +194,30 @@ def _run_alerts(args: argparse.Namespace) -> int:
     return alertscmd.main(args)
 
 
+def _report_parser(sub: argparse._SubParsersAction) -> None:
+    from flowtui import reportcmd
+
+    reportcmd.add_report_parser(sub)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from flowtui import reportcmd
+
+    return reportcmd.report_main(args)
+
+
+def _export_parser(sub: argparse._SubParsersAction) -> None:
+    from flowtui import reportcmd
+
+    reportcmd.add_export_parser(sub)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from flowtui import reportcmd
+
+    return reportcmd.export_main(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Handler]] = {
     "lab": (_lab_parser, _run_lab),
     "demo": (_demo_parser, _run_demo),
@@ -197,6 +226,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Handler]
     "run": (_run_parser, _run_run),
     "probe": (_probe_parser, _run_probe),
     "alerts": (_alerts_parser, _run_alerts),
+    "report": (_report_parser, _run_report),
+    "export": (_export_parser, _run_export),
 }
 
 
@@ -220,7 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:  # `flowtui [-c FILE]`: the monitor
-        args = argparse.Namespace(config=args.top_config, theme=args.top_theme, headless=False, json=False)
+        args = argparse.Namespace(config=args.top_config, theme=args.top_theme, headless=False, json=False,
+                                  metrics=None)
         handler = _run_run
     else:
         _, handler = COMMANDS[args.command]

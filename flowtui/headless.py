@@ -23,6 +23,7 @@ from flowtui.core.events import (
 from flowtui.core.headers import safe_text
 from flowtui.core.model import Config, ProbeResult, ProbeState, Route
 from flowtui.core.notify import build_notifiers
+from flowtui.core.rollup import Maintainer
 from flowtui.core.storage import AlertRecord, open_store
 
 
@@ -87,7 +88,16 @@ async def run(
     as_json: bool = False,
     show_pending: bool = False,
     err: TextIO = sys.stderr,
+    metrics: str | None = None,
+    maintain: bool = True,
 ) -> int:
+    collector = server = None
+    if metrics is not None:  # before anything starts: a bad address is a one-line error
+        from flowtui.metrics import Metrics, serve
+
+        collector = Metrics()
+        server, url = serve(metrics, collector)
+        print(f"flowtui: metrics on {url}", file=err, flush=True)
     store = open_store(config.path, config.monitor.database)
     bus = EventBus()
     sub = bus.subscribe()
@@ -100,6 +110,8 @@ async def run(
 
     async def printer() -> None:
         async for event in sub:
+            if collector is not None:
+                collector.event(event)
             if isinstance(event, ProbeCompleted):
                 r = event.result
                 if r.state is ProbeState.PENDING and not show_pending:
@@ -117,11 +129,20 @@ async def run(
                 print(f"flowtui: mailbox {safe_text(event.mailbox)}: {event.state}{detail}", file=err, flush=True)
 
     printing = asyncio.create_task(printer())
+    maintainer = Maintainer.for_config(store, config) if maintain else None
+    maintaining = None
     try:
         await alerting.start()  # before the engine: it sees every result
         await engine.start()
+        if maintainer is not None:  # roll-ups and retention, every few minutes, off the loop
+            maintaining = asyncio.create_task(maintainer.run())
         await stop.wait()
     finally:
+        if maintainer is not None and maintaining is not None:
+            maintainer.stop()
+            maintaining.cancel()
+            await asyncio.gather(maintaining, return_exceptions=True)
+            await asyncio.to_thread(maintainer.wait_idle)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await engine.stop()
@@ -129,4 +150,7 @@ async def run(
         sub.close()
         await asyncio.gather(printing, return_exceptions=True)
         store.close()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     return 0

@@ -39,3 +39,14 @@ def lab_dir():
 
     stop_everything_in(path)  # a test that failed half-way leaves no lab running
     shutil.rmtree(path, ignore_errors=True)
+
+
+def need_chromium() -> str:
+    """The path of headless Chromium: skip without it on a developer machine, fail in CI."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        why = "not installed: chromium (.ci/run installs it)"
+        if IN_CI:
+            pytest.fail(f"CI=true and Chromium cannot run: {why}")
+        pytest.skip(why)
+    return path

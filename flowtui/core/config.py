@@ -63,7 +63,7 @@ IDLE_LIMIT_S = 29 * 60
 TOP_KEYS = ("monitor", "routes", "alerts", "dns", "notify", "ui")
 UI_KEYS = ("theme", "theme_dir")
 RESERVED_TOP_KEYS: tuple[str, ...] = ()
-MONITOR_KEYS = ("database", "interval", "timeout", "secret_file", "default_alerts")
+MONITOR_KEYS = ("database", "interval", "timeout", "secret_file", "default_alerts", "retention", "rollup_retention")
 ROUTE_KEYS = (
     "name", "interval", "timeout", "jitter", "from", "to", "subject", "body",
     "attachment_size", "warn", "crit", "require_tls", "smtp", "imap", "alerts",
@@ -128,6 +128,27 @@ def parse_duration(text: str) -> float:
     if not math.isfinite(total) or total > MAX_DURATION_S:
         raise ValueError(f"duration {_describe(text)} is too large (at most 365d)")
     return total
+
+
+MAX_RETENTION_S = 100 * 365 * 86400.0
+
+
+def parse_long_duration(text: str) -> float:
+    """``parse_duration`` plus a ``y`` unit (365 days) and a limit of 100 years, for
+    retentions: ``"30d"``, ``"2y"``, ``"1y 6m"`` is one year and six minutes, as ever."""
+    if isinstance(text, str):
+        compact = "".join(text.split()).lower()
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)y(.*)", compact)
+        if m:
+            years = float(m.group(1)) * 365 * 86400.0
+            rest = parse_duration(m.group(2)) if m.group(2) else 0.0
+            total = years + rest
+            if not math.isfinite(total) or total > MAX_RETENTION_S:
+                raise ValueError(f"duration {_describe(text)} is too large (at most 100y)")
+            return total
+        if re.fullmatch(r"\d+(?:\.\d+)?d", compact) and float(compact[:-1]) * 86400.0 <= MAX_RETENTION_S:
+            return float(compact[:-1]) * 86400.0  # "730d": days beyond parse_duration's 365d
+    return parse_duration(text)
 
 
 def format_duration(seconds: float) -> str:
@@ -299,6 +320,17 @@ class _Reader:
             raise self.fail(name, f"must be {'0 or more' if allow_zero else 'more than 0'}, got {_describe(table[key])}")
         return seconds
 
+    def long_duration(self, table: Mapping[str, Any], key: str, name: str, default: str) -> float:
+        """A retention: a duration that may also count years ("2y" = 730d), at least 1h."""
+        value = table.get(key, default)
+        try:
+            seconds = parse_long_duration(value)
+        except ValueError as exc:
+            raise self.fail(name, str(exc)) from None
+        if seconds < 3600:
+            raise self.fail(name, f"must be at least 1h, got {_describe(value)}")
+        return seconds
+
     def path_value(self, table: Mapping[str, Any], key: str, name: str) -> str | None:
         value = self.string(table, key, name)
         if value is None:
@@ -320,6 +352,8 @@ class _Reader:
             interval_s=self.duration(table, "interval", "monitor.interval", "60s"),
             timeout_s=self.duration(table, "timeout", "monitor.timeout", "10m"),
             secret_file=secret_file,
+            retention_s=self.long_duration(table, "retention", "monitor.retention", "30d"),
+            rollup_retention_s=self.long_duration(table, "rollup_retention", "monitor.rollup_retention", "730d"),
         )
 
     def ui(self, doc: Mapping[str, Any]) -> UiSettings:

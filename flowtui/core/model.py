@@ -222,6 +222,8 @@ class MonitorSettings:
     interval_s: float = 60.0
     timeout_s: float = 600.0
     secret_file: str | None = None  # absolute; default: beside the database
+    retention_s: float = 30 * 86400.0  # raw probes and hops are kept this long
+    rollup_retention_s: float = 730 * 86400.0  # hourly and daily roll-ups are kept this long
 
 
 # --------------------------------------------------------------------------

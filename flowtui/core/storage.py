@@ -195,7 +195,13 @@ def _migrate_v1(db: Database) -> None:
     db.table("dns_checks").create_index(["domain", "kind", "checked_at"], index_name="dns_domain_kind_at")
 
 
-_MIGRATIONS: tuple[Callable[[Database], None], ...] = (_migrate_v1,)
+def _migrate_v2(db: Database) -> None:
+    from flowtui.core.rollup import migrate_v2  # roll-ups own their tables (issue 7)
+
+    migrate_v2(db)
+
+
+_MIGRATIONS: tuple[Callable[[Database], None], ...] = (_migrate_v1, _migrate_v2)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

@@ -188,9 +188,11 @@ class FlowApp(App):
         tick_hz: float = 4.0,
         schedule: bool = True,
         theme_dir: Path | None = None,
+        maintainer=None,
     ) -> None:
         super().__init__()
         self.config = config
+        self.maintainer = maintainer  # a rollup.Maintainer: roll-ups and retention, stopped in shutdown()
         self.store = store
         self.engine = engine
         self.alerting = alerting  # an AlertEngine, started by the caller; stopped in shutdown()
@@ -240,6 +242,9 @@ class FlowApp(App):
         if self.engine is not None:
             self.run_worker(self._run_engine(), name="engine", group="engine", exit_on_error=False,
                             description="probe engine")
+        if self.maintainer is not None:  # each round runs in a thread (Maintainer.run)
+            self.run_worker(self.maintainer.run(), name="maintenance", group="maintenance",
+                            exit_on_error=False, description="roll-ups and retention")
         self.set_interval(1 / self.tick_hz, self._tick, name="ui tick")
 
     async def _run_engine(self) -> None:
@@ -583,4 +588,8 @@ class FlowApp(App):
         if self._sub is not None:
             self._sub.close()
         self.workers.cancel_group(self, "store")
+        if self.maintainer is not None:  # a round in flight finishes before the store closes
+            self.maintainer.stop()
+            self.workers.cancel_group(self, "maintenance")
+            await asyncio.to_thread(self.maintainer.wait_idle)
         await asyncio.to_thread(self.store.close)

@@ -22,7 +22,10 @@ async def run_tui(config: Config, theme: str | None = None,
     engine = Engine(config, store, bus)
     # alert rules run beside the engine, as in headless mode (no bell: the UI rings it)
     alerting = AlertEngine(config, store, bus, build_notifiers(config.notify, bell_stream=None))
-    app = FlowApp(config, store, engine=engine, bus=bus, theme=theme, alerting=alerting)
+    from flowtui.core.rollup import Maintainer
+
+    app = FlowApp(config, store, engine=engine, bus=bus, theme=theme, alerting=alerting,
+                  maintainer=Maintainer.for_config(store, config))
     await alerting.start()
     try:
         await app.run_async()

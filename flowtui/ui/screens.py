@@ -47,9 +47,10 @@ class ThemedScreen(Screen):
 
 
 class ProbesLoaded(Message):
-    def __init__(self, results: list[ProbeResult]) -> None:
+    def __init__(self, results: list[ProbeResult], rollup: tuple | None = None) -> None:
         super().__init__()
         self.results = results
+        self.rollup = rollup  # (Agg, Split, {bucket start: Agg}) when the window came from roll-ups
 
 
 # --------------------------------------------------------------------------- inspector
@@ -264,7 +265,8 @@ class InspectorScreen(ThemedScreen):
 
 # --------------------------------------------------------------------------- route detail
 
-WINDOWS = (("15m", 900.0), ("1h", 3600.0), ("24h", 86400.0), ("7d", 7 * 86400.0))
+WINDOWS = (("15m", 900.0), ("1h", 3600.0), ("24h", 86400.0), ("7d", 7 * 86400.0), ("30d", 30 * 86400.0),
+           ("1y", 365 * 86400.0))
 
 
 def chart(results: list[ProbeResult], since: float, until: float, width: int, height: int,
@@ -283,6 +285,27 @@ def chart(results: list[ProbeResult], since: float, until: float, width: int, he
         sub = statistics.fmean([r.submit_s or 0.0 for r in ok]) if ok else 0.0
         tot = statistics.fmean([r.total_s for r in ok]) if ok else 0.0  # type: ignore[misc]
         cols.append((sub, tot, lost))
+    return draw_columns(cols, width, height, c)
+
+
+def rollup_chart(trend: dict, since: float, until: float, width: int, height: int, c: dict[str, str]) -> list[str]:
+    """The same chart from roll-up buckets ({start: Agg}): mean submit and total per column."""
+    span = max(until - since, 1.0)
+    acc: list[list[float]] = [[0.0, 0.0, 0.0, 0.0, 0.0] for _ in range(width)]  # sub sum, n, tot sum, n, failed
+    for start, agg in trend.items():
+        i = int((start - since) / span * width)
+        if 0 <= i < width:
+            a = acc[i]
+            a[0] += agg.hists["submit"].total
+            a[1] += agg.hists["submit"].n
+            a[2] += agg.hists["total"].total
+            a[3] += agg.hists["total"].n
+            a[4] += sum(agg.counts[k] for k in ("lost", "bounced", "junk", "send_failed", "corrupted"))
+    cols = [(a[0] / a[1] if a[1] and a[3] else 0.0, a[2] / a[3] if a[3] else 0.0, a[4] > 0) for a in acc]
+    return draw_columns(cols, width, height, c)
+
+
+def draw_columns(cols: list[tuple[float, float, bool]], width: int, height: int, c: dict[str, str]) -> list[str]:
     ceiling = max([t for _, t, _ in cols] + [0.001])
     lines = []
     for y in range(height, 0, -1):
@@ -309,6 +332,8 @@ class DetailScreen(ThemedScreen):
         Binding("2", "window(1)", "1h"),
         Binding("3", "window(2)", "24h"),
         Binding("4", "window(3)", "7d"),
+        Binding("5", "window(4)", "30d"),
+        Binding("6", "window(5)", "1y"),
         Binding("enter", "inspect", "Inspect", show=False),
     ]
 
@@ -317,6 +342,7 @@ class DetailScreen(ThemedScreen):
         self.route = route
         self.window = window
         self.results: list[ProbeResult] = []
+        self.rollup: tuple | None = None
         self.loaded = False
 
     def compose(self) -> ComposeResult:
@@ -335,12 +361,26 @@ class DetailScreen(ThemedScreen):
 
     @work(thread=True, group="store", exit_on_error=False, description="read route history", exclusive=True)
     def _load(self) -> None:
-        since = self.app.clock() - WINDOWS[self.window][1]  # type: ignore[attr-defined]
-        results = self.app.store.last_probes(self.route, 20_000)  # type: ignore[attr-defined]
-        self.post_message(ProbesLoaded([r for r in results if r.sent_at >= since]))
+        now = self.app.clock()  # type: ignore[attr-defined]
+        span = WINDOWS[self.window][1]
+        store = self.app.store  # type: ignore[attr-defined]
+        retention = self.app.config.monitor.retention_s  # type: ignore[attr-defined]
+        if span > retention:  # longer than the raw rows are kept: from the roll-ups (a thread: never the loop)
+            from flowtui.core.rollup import DAY, HOUR, trend_aggs, window_agg
+
+            def read(conn):
+                agg, split = window_agg(conn, self.route, now - span, now, now, retention)
+                return agg, split, trend_aggs(conn, self.route, split, HOUR if span <= 14 * DAY else DAY, now)
+
+            rollup = store.read(read)
+            self.post_message(ProbesLoaded(store.last_probes(self.route, 50), rollup=rollup))
+            return
+        results = store.last_probes(self.route, 20_000)
+        self.post_message(ProbesLoaded([r for r in results if r.sent_at >= now - span]))
 
     def on_probes_loaded(self, message: ProbesLoaded) -> None:
         self.results = message.results
+        self.rollup = message.rollup
         self.loaded = True
         self.rerender()
 
@@ -366,6 +406,9 @@ class DetailScreen(ThemedScreen):
         self.query_one("#detail-title", Static).update(f"[b]{safe_text(self.route)}[/b]  window {windows}")
         width = max(10, self.size.width - 10)
         key = f"[{c.get('submit', '')}]█[/] submit  [{c.get('transit', '')}]█[/] transit  ✕ failed"
+        if self.rollup is not None:
+            self._rerender_rollup(now, span, width, key, c)
+            return
         self.query_one("#chart", Static).update("\n".join(chart(self.results, now - span, now, width, 6, c)) + "\n" + key)
         st = WindowStats.from_results(self.results)
         subs = [r.submit_s for r in self.results if r.submit_s is not None]
@@ -375,6 +418,27 @@ class DetailScreen(ThemedScreen):
             f"{'-' if st.loss_pct is None else f'{st.loss_pct:.0f}%'}   total p50 {seconds(st.p50)} p95 "
             f"{seconds(st.p95)} p99 {seconds(st.p99)}   submit p50 {seconds(percentile(subs, 50))}  "
             f"transit p50 {seconds(percentile(trans, 50))}"
+        )
+        t = self.query_one("#recent", DataTable)
+        t.clear()
+        for r in reversed(self.results[-50:]):
+            t.add_row(str(r.seq), hhmmss(r.sent_at), r.state.value, seconds(r.submit_s), seconds(r.transit_s),
+                      seconds(r.total_s), "-", key=r.probe_id)
+
+
+    def _rerender_rollup(self, now: float, span: float, width: int, key: str, c: dict[str, str]) -> None:
+        agg, split, trend = self.rollup  # type: ignore[misc]
+        lines = rollup_chart(trend, now - span, now, width, 6, c)
+        self.query_one("#chart", Static).update("\n".join(lines) + "\n" + key + f"  (from roll-ups: {split.source})")
+        n = agg.counts
+        decided = n["count"] - n["pending"]
+        loss = f"{100 * n['lost'] / decided:.1f}%" if decided else "-"
+        failed = sum(n[k] for k in ("lost", "bounced", "junk", "send_failed", "corrupted"))
+        approx = "" if agg.exact else " (±1%)"
+        self.query_one("#percentiles", Static).update(
+            f"{n['count']} probes, {n['delivered']} delivered, {failed} failed, loss {loss}   total p50 "
+            f"{seconds(agg.pct('total', 50))} p95 {seconds(agg.pct('total', 95))} p99 {seconds(agg.pct('total', 99))}"
+            f"{approx}   submit p50 {seconds(agg.pct('submit', 50))}  transit p50 {seconds(agg.pct('transit', 50))}"
         )
         t = self.query_one("#recent", DataTable)
         t.clear()
@@ -511,7 +575,7 @@ HELP = """[b]flowtui keys[/b]
   s          sort: health, name, p95, loss
 
 [b]inspector[/b]   [ ]  older / newer probe    r  raw headers
-[b]detail[/b]      1 2 3 4  window 15m 1h 24h 7d   enter  inspect probe
+[b]detail[/b]      1-6  window 15m 1h 24h 7d 30d 1y   enter  inspect probe
 [b]alert log[/b]   a  acknowledge   s  severity   /  route filter
 
 [b]anywhere[/b]    t  theme   ?  this help   ctrl+p  commands

@@ -62,3 +62,33 @@ async def test_alert_log_filters_by_severity_and_route(tmp_path):
 def test_cli_imports_no_ui_until_the_tui_runs():
     code = "import sys, flowtui.cli; assert 'textual' not in sys.modules and 'flowtui.ui' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_detail_window_longer_than_retention_reads_the_rollups(tmp_path):
+    import dataclasses
+
+    from flowtui.core.rollup import Maintainer
+
+    config, store = scripted(tmp_path)
+    # raw rows kept for 1 h only: the 24 h window must come from the roll-ups
+    config = dataclasses.replace(config, monitor=dataclasses.replace(config.monitor, retention_s=3600.0))
+    Maintainer(store, 3600.0, 730 * 86400.0, grace_s=180).run_once(now=NOW + 3 * 3600)
+    later = NOW + 3 * 3600
+    app = FlowApp(config, store, clock=lambda: later)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await _ready(pilot, lambda: app.history_loaded)
+            await pilot.press("down", "d")  # branch-slow
+            await _ready(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.loaded)
+            screen = app.screen
+            await pilot.press("3")  # 24 h > 1 h of raw rows
+            await _ready(pilot, lambda: screen.rollup is not None)
+            agg, split, trend = screen.rollup
+            assert split.source in ("rollup", "rollup+raw") and agg.counts["count"] == 30
+            await pilot.pause(0.1)
+            assert "roll-ups" in str(screen.query_one("#chart").render())
+            assert "30 probes" in str(screen.query_one("#percentiles").render())
+            await pilot.press("2")  # 1 h: raw rows again (none left after the prune: an empty window)
+            await _ready(pilot, lambda: screen.rollup is None)
+    finally:
+        store.close()
