@@ -195,7 +195,13 @@ def _migrate_v1(db: Database) -> None:
     db.table("dns_checks").create_index(["domain", "kind", "checked_at"], index_name="dns_domain_kind_at")
 
 
-_MIGRATIONS: tuple[Callable[[Database], None], ...] = (_migrate_v1,)
+def _migrate_v2_dmarc(db: Database) -> None:
+    from flowtui.core.dmarc.store import migrate  # DMARC aggregate reports (issue 10)
+
+    migrate(db)
+
+
+_MIGRATIONS: tuple[Callable[[Database], None], ...] = (_migrate_v1, _migrate_v2_dmarc)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
