@@ -189,6 +189,18 @@ def _run_alerts(args: argparse.Namespace) -> int:
     return alertscmd.main(args)
 
 
+def _dmarc_parser(sub: argparse._SubParsersAction) -> None:
+    from flowtui import dmarccmd
+
+    dmarccmd.add_parser(sub)
+
+
+def _run_dmarc(args: argparse.Namespace) -> int:
+    from flowtui import dmarccmd
+
+    return dmarccmd.main(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Handler]] = {
     "lab": (_lab_parser, _run_lab),
     "demo": (_demo_parser, _run_demo),
@@ -197,6 +209,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Handler]
     "run": (_run_parser, _run_run),
     "probe": (_probe_parser, _run_probe),
     "alerts": (_alerts_parser, _run_alerts),
+    "dmarc": (_dmarc_parser, _run_dmarc),
 }
 
 
