@@ -22,7 +22,15 @@ async def run_tui(config: Config, theme: str | None = None,
     engine = Engine(config, store, bus)
     # alert rules run beside the engine, as in headless mode (no bell: the UI rings it)
     alerting = AlertEngine(config, store, bus, build_notifiers(config.notify, bell_stream=None))
-    app = FlowApp(config, store, engine=engine, bus=bus, theme=theme, alerting=alerting)
+    dmarc = lookup = None
+    if config.dmarc is not None:
+        from flowtui.core.dmarc.collect import DmarcCollector
+        from flowtui.core.dmarc.rdns import dns_lookup
+
+        lookup = dns_lookup(config.dns.nameservers, config.dns.timeout_s)
+        dmarc = DmarcCollector(config.dmarc, store, bus)
+    app = FlowApp(config, store, engine=engine, bus=bus, theme=theme, alerting=alerting,
+                  dmarc=dmarc, dmarc_lookup=lookup)
     await alerting.start()
     try:
         await app.run_async()
