@@ -20,6 +20,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import aioimaplib
+
 from flowtui.core.dmarc.importer import Outcome, import_bytes
 from flowtui.core.dmarc.parse import MAX_RAW_BYTES
 from flowtui.core.dmarc.rdns import Lookup, resolve_missing
@@ -43,6 +45,15 @@ class CollectResult:
     skipped: int = 0  # not reports: left alone
     errors: list[str] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
+
+
+async def examine(imap, mailbox: str):
+    """EXAMINE (the folder read-only: no flag can change). aioimaplib forgets to enter
+    the selected state after it, so UID commands would be refused: set it here."""
+    r = await imap.examine(mailbox)
+    if r.result == "OK":
+        imap.protocol.state = aioimaplib.aioimaplib.SELECTED
+    return r
 
 
 class DmarcCollector:
@@ -86,7 +97,7 @@ class DmarcCollector:
         imap = await open_connection(s.imap)
         try:
             readonly = s.on_import == "remember"
-            r = await (imap.examine(quote(s.folder)) if readonly else imap.select(quote(s.folder)))
+            r = await (examine(imap, quote(s.folder)) if readonly else imap.select(quote(s.folder)))
             if r.result != "OK":
                 words = " ".join(x.decode(errors="replace") for x in r.lines if isinstance(x, bytes))
                 raise LoginFailed(f"cannot open folder {s.folder!r} (dmarc.folder): {words or r.result}")

@@ -1,0 +1,122 @@
+"""DMARC reports through the real Postfix + Dovecot lab: delivered by SMTP into a folder,
+collected over IMAP without touching anything that is not an imported report."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import need_real_mail
+from flowtui.core.config import load_config
+from flowtui.core.dmarc.collect import DmarcCollector
+from flowtui.core.storage import Store
+from flowtui.lab import postfix
+from integration.dmarclab import (
+    create_folder,
+    deliver,
+    folder_snapshot,
+    plain_mail,
+    report_mail,
+    report_xml,
+    set_flags,
+    wait_count,
+    write_dmarc_config,
+)
+
+pytestmark = pytest.mark.realmail
+
+
+@pytest.fixture(scope="module")
+def lab():
+    need_real_mail()
+    d = Path(tempfile.mkdtemp(prefix="flowtui-dmarc-", dir="/tmp"))
+    d.chmod(0o755)
+    try:
+        yield postfix.up(str(d), 2)
+    finally:
+        if (d / "lab.json").exists():
+            postfix.down(str(d))
+        shutil.rmtree(d, ignore_errors=True)
+
+
+async def _fill(lab, folder: str, tag: str) -> dict[int, tuple[str, bytes]]:
+    """A normal message (flagged, unseen), a report, a hostile 'report' and a second report."""
+    await create_folder(lab, folder)
+    await deliver(lab, plain_mail(f"lunch {tag}"), folder)
+    snap = await wait_count(lab, folder, 1)
+    await set_flags(lab, folder, max(snap), r"(\Flagged)")
+    await deliver(lab, report_mail(report_xml(f"{tag}-1", [("192.0.2.10", 50, "pass", "pass")]), f"{tag}-1"), folder)
+    xxe = b'<?xml version="1.0"?><!DOCTYPE feedback [<!ENTITY x SYSTEM "file:///etc/passwd">]><feedback>&x;</feedback>'
+    await deliver(lab, report_mail(xxe, f"{tag}-bad", container="gz"), folder)
+    await deliver(lab, report_mail(report_xml(f"{tag}-2", [("198.51.100.7", 5, "fail", "fail")]), f"{tag}-2", "gz"), folder)
+    return await wait_count(lab, folder, 4)
+
+
+def test_move_moves_only_the_reports_and_leaves_other_mail_as_it_was(lab, tmp_path):
+    folder = "DMARCmove"
+    cfg = write_dmarc_config(lab, "dmarc-move.toml", str(tmp_path / "m.db"), folder, on_import="move:DMARC/Done")
+
+    async def body():
+        before = await _fill(lab, folder, "mv")
+        config = load_config(cfg)
+        with Store(config.monitor.database) as store:
+            collector = DmarcCollector(config.dmarc, store)
+            first = await collector.collect_once()
+            again = await collector.collect_once()
+            stored = store.read(lambda c: c.execute("SELECT COUNT(*) FROM dmarc_reports").fetchone()[0])
+        return before, first, again, stored, await folder_snapshot(lab, folder), await folder_snapshot(lab, "DMARC/Done")
+
+    before, first, again, stored, after, done = asyncio.run(body())
+    assert (first.imported, first.duplicates, len(first.errors)) == (2, 0, 1), first
+    assert "DTD or entities" in first.errors[0]
+    assert (again.imported, again.duplicates, again.errors) == (0, 0, [])  # remembered: not read again
+    assert stored == 2
+    kept = {uid: v for uid, v in before.items() if b"Report-ID: mv-" not in v[1] or b"mv-bad" in v[1]}
+    assert after == kept  # the normal mail and the refused report: same UIDs, flags and bytes
+    assert any(flags == "\\Flagged" for flags, _ in after.values())
+    assert sorted(b"mv-1" in m or b"mv-2" in m for _, m in done.values()) == [True, True]
+
+
+def test_remember_changes_nothing_in_the_folder(lab, tmp_path):
+    folder = "DMARCkeep"
+    cfg = write_dmarc_config(lab, "dmarc-keep.toml", str(tmp_path / "k.db"), folder)
+
+    async def body():
+        before = await _fill(lab, folder, "kp")
+        config = load_config(cfg)
+        with Store(config.monitor.database) as store:
+            collector = DmarcCollector(config.dmarc, store)
+            first = await collector.collect_once()
+            again = await collector.collect_once()
+            seen = store.read(lambda c: c.execute("SELECT COUNT(*) FROM dmarc_imap_seen").fetchone()[0])
+        return before, first, again, seen, await folder_snapshot(lab, folder)
+
+    before, first, again, seen, after = asyncio.run(body())
+    assert first.imported == 2 and again.imported == 0 and again.duplicates == 0
+    assert seen == 4  # every UID looked at is remembered (with the folder's UIDVALIDITY)
+    assert after == before  # not a flag changed, not a message moved
+
+
+def test_seen_marks_only_the_reports(lab, tmp_path):
+    folder = "DMARCseen"
+    cfg = write_dmarc_config(lab, "dmarc-seen.toml", str(tmp_path / "s.db"), folder, on_import="seen")
+
+    async def body():
+        before = await _fill(lab, folder, "sn")
+        config = load_config(cfg)
+        with Store(config.monitor.database) as store:
+            await DmarcCollector(config.dmarc, store).collect_once()
+        return before, await folder_snapshot(lab, folder)
+
+    before, after = asyncio.run(body())
+    assert set(after) == set(before)
+    for uid, (flags, msg) in after.items():
+        is_report = b"Report-ID: sn-1" in msg or b"Report-ID: sn-2" in msg
+        assert ("\\Seen" in flags) == is_report, (uid, flags)
+        assert msg == before[uid][1]
+        if not is_report:
+            assert flags == before[uid][0]
