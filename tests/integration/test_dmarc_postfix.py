@@ -120,3 +120,44 @@ def test_seen_marks_only_the_reports(lab, tmp_path):
         assert msg == before[uid][1]
         if not is_report:
             assert flags == before[uid][0]
+
+
+def test_headless_monitor_collects_reports_and_fires_the_pass_rate_alert(lab, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    folder = "DMARChl"
+
+    async def fill():
+        await create_folder(lab, folder)
+        await deliver(lab, report_mail(report_xml("hl-1", [("192.0.2.10", 100, "pass", "pass")]), "hl-1"), folder)
+        await deliver(lab, report_mail(report_xml("hl-2", [("198.51.100.8", 60, "fail", "fail")]), "hl-2", "gz"), folder)
+        await wait_count(lab, folder, 2)
+
+    asyncio.run(fill())
+    cfg = write_dmarc_config(lab, "dmarc-hl.toml", str(tmp_path / "hl.db"), folder, interval="1s",
+                             alerts=[{"kind": "dmarc_pass_rate", "volume": 10}, {"kind": "lost"}])
+    proc = subprocess.Popen([sys.executable, "-m", "flowtui", "run", "--headless", "-c", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not any("ALERT FIRED WARN dmarc_pass_rate" in line for line in out):
+            assert time.monotonic() < deadline, out
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        reader.join(5)
+    err = proc.stderr.read()
+    assert proc.returncode == 0, err
+    line = next(x for x in out if "dmarc_pass_rate" in x)
+    assert "DMARC pass rate of example.com is 62% (100 of 160 messages) < 90%" in line, line
+    assert "flowtui: dmarc: 2 reports imported, 0 duplicates, 0 errors" in err
+    assert "Traceback" not in err
