@@ -173,7 +173,7 @@ class DmarcScreen(ThemedScreen):
             colour = c.get("ok" if rate is not None and rate >= 0.98 else "warn" if rate is not None and rate >= 0.9 else "crit", "")
             mark = "▶" if i == self.domain_index else " "
             spark = pass_spark(dom["series"][-width:])
-            name = safe_text(dom["domain"])[:16]
+            name = safe_text(dom["domain"][:16])  # cut before escaping: never half an escape
             lines.append(f"{mark}{name:<16} [{colour}]{_pct(rate):>4}[/] {dom['messages']:>7} {spark}")
         if len(domains) > 6:
             lines.append(f"  … {len(domains) - 6} more domains ( ] )")

@@ -182,3 +182,17 @@ def test_cli_import_prints_a_line_per_file_and_fails_when_one_failed(tmp_path):
     assert p.returncode == 0 and "example.com" in p.stdout and "203.0.113.77" in p.stdout
     p = run("report", "-c", str(cfg), "--since", "soon")
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "--since" in p.stderr
+
+
+@pytest.mark.parametrize("change, error", [
+    (("<count>120</count>", "<count>99999999999999999999999999</count>"), "record 1: row/count is not a plausible number"),
+    (("<count>120</count>", "<count>-5</count>"), "record 1: row/count is negative"),
+    (("<begin>1793491200</begin>", "<begin>99999999999999</begin>"), "date_range/begin is implausibly large"),
+    (("<end>1793577599</end>", "<end>1</end>"), "date_range ends (1) before it begins"),
+    (("<source_ip>192.0.2.10</source_ip>", "<source_ip></source_ip>"), "record 1: row/source_ip"),
+    (("<domain>example.com</domain>", ""), "missing policy_published/domain"),
+])
+def test_broken_values_are_one_line_errors(store, change, error):
+    xml = (DATA / "duplicate-google.xml").read_text().replace(*change, 1)
+    out = import_bytes(store, "x.xml", xml.encode())
+    assert out[0].status == "error" and error in out[0].detail, out[0].line()

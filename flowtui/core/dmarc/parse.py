@@ -261,13 +261,22 @@ def _need(value: str | None, what: str) -> str:
     return value
 
 
-def _int(value: str | None, what: str, low: int = 0) -> int:
+MAX_EPOCH = 2**33  # the year 2242: a date beyond is a broken report
+MAX_COUNT = 2**40
+
+
+def _int(value: str | None, what: str, low: int = 0, high: int = MAX_COUNT) -> int:
+    text = _need(value, what)
+    if len(text) > 20:
+        raise ReportError(f"{what} is not a plausible number: {text[:24]!r}...")
     try:
-        n = int(_need(value, what))
+        n = int(text)
     except ValueError:
-        raise ReportError(f"{what} is not a whole number: {value[:40]!r}") from None
+        raise ReportError(f"{what} is not a whole number: {text[:40]!r}") from None
     if n < low:
         raise ReportError(f"{what} is negative: {n}")
+    if n > high:
+        raise ReportError(f"{what} is implausibly large: {n}")
     return n
 
 
@@ -289,8 +298,8 @@ def parse_xml(data: bytes) -> Report:
     org = _need(_text(meta, "org_name"), "report_metadata/org_name")
     report_id = _need(_text(meta, "report_id"), "report_metadata/report_id")
     dr = _child(meta, "date_range")
-    begin = _int(_text(dr, "begin"), "report_metadata/date_range/begin")
-    end = _int(_text(dr, "end"), "report_metadata/date_range/end")
+    begin = _int(_text(dr, "begin"), "report_metadata/date_range/begin", high=MAX_EPOCH)
+    end = _int(_text(dr, "end"), "report_metadata/date_range/end", high=MAX_EPOCH)
     if end < begin:
         raise ReportError(f"date_range ends ({end}) before it begins ({begin})")
     pol = _child(root, "policy_published")

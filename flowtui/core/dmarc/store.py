@@ -13,10 +13,12 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from sqlite_utils import Database
 
-from flowtui.core.dmarc.parse import Report
+if TYPE_CHECKING:  # the schema step must not need the parser (or defusedxml)
+    from flowtui.core.dmarc.parse import Report
 
 
 def migrate(db: Database) -> None:
