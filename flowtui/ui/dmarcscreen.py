@@ -10,6 +10,7 @@ another (when the app has a resolver) and cached in the store.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -42,6 +43,17 @@ class DmarcNamesResolved(Message):
     def __init__(self, count: int) -> None:
         super().__init__()
         self.count = count
+
+
+_BARE_BRACKET = re.compile(r"(?<!\\)\[")
+
+
+def untrusted(text: object) -> str:
+    """Reporter text for a Static (Textual markup): ``safe_text``, and then every "["
+    left bare escaped too. safe_text escapes whole [tags] (enough for Rich, which the
+    DataTable uses); Textual's own parser also takes a fragment such as "[/x" followed
+    by our markup as a tag, and would refuse the whole line."""
+    return _BARE_BRACKET.sub(r"\\[", safe_text(text))
 
 
 def _day(epoch: float | None) -> str:
@@ -161,10 +173,10 @@ class DmarcScreen(ThemedScreen):
             self.query_one("#dmarc-sources", DataTable).clear()
             return
         d = domains[self.domain_index]
-        pol = " ".join(f"{k}={safe_text(v)}" for k, v in d["policy"].items() if v)
+        pol = " ".join(f"{k}={untrusted(v)}" for k, v in d["policy"].items() if v)
         title.update(
             f"[b]DMARC[/b] {wname}  {s['reports']} reports  "
-            f"[b]{safe_text(d['domain'])}[/b] ({self.domain_index + 1}/{len(domains)})  {pol}"
+            f"[b]{untrusted(d['domain'])}[/b] ({self.domain_index + 1}/{len(domains)})  {pol}"
         )
         width = max(8, self.size.width - 34) if self.size.width else 30
         lines = []
@@ -173,8 +185,9 @@ class DmarcScreen(ThemedScreen):
             colour = c.get("ok" if rate is not None and rate >= 0.98 else "warn" if rate is not None and rate >= 0.9 else "crit", "")
             mark = "▶" if i == self.domain_index else " "
             spark = pass_spark(dom["series"][-width:])
-            name = safe_text(dom["domain"][:16])  # cut before escaping: never half an escape
-            lines.append(f"{mark}{name:<16} [{colour}]{_pct(rate):>4}[/] {dom['messages']:>7} {spark}")
+            name = untrusted(dom["domain"][:16])  # cut before escaping: never half an escape
+            name += " " * max(0, 16 - len(dom["domain"][:16]))
+            lines.append(f"{mark}{name} [{colour}]{_pct(rate):>4}[/] {dom['messages']:>7} {spark}")
         if len(domains) > 6:
             lines.append(f"  … {len(domains) - 6} more domains ( ] )")
         self.query_one("#dmarc-domains", Static).update("\n".join(lines))
