@@ -161,3 +161,53 @@ def test_headless_monitor_collects_reports_and_fires_the_pass_rate_alert(lab, tm
     assert "DMARC pass rate of example.com is 62% (100 of 160 messages) < 90%" in line, line
     assert "flowtui: dmarc: 2 reports imported, 0 duplicates, 0 errors" in err
     assert "Traceback" not in err
+
+
+def test_on_the_wire_only_reports_are_stored_moved_or_expunged(lab, tmp_path):
+    """Every command the collector sends, read off the wire through a logging proxy."""
+    import re
+    from dataclasses import replace
+
+    from flowtui.core.model import Security
+    from integration.test_watcher_safety import LoggingProxy
+
+    folder = "DMARCwire"
+    cfg = write_dmarc_config(lab, "dmarc-wire.toml", str(tmp_path / "w.db"), folder, on_import="move:WireDone")
+
+    async def body():
+        before = await _fill(lab, folder, "wr")
+        proxy = LoggingProxy(lab.imap_port)
+        port = await proxy.start()
+        config = load_config(cfg)
+        settings = replace(config.dmarc, imap=replace(config.dmarc.imap, port=port, security=Security.NONE))
+        try:
+            with Store(config.monitor.database) as store:
+                first = await DmarcCollector(settings, store).collect_once()
+        finally:
+            await proxy.close()
+        return before, first, proxy.client_lines, await folder_snapshot(lab, folder)
+
+    before, first, lines, after = asyncio.run(body())
+    assert first.imported == 2
+    reports = {uid for uid, (_, m) in before.items() if re.search(rb"Report-ID: wr-[12]\b", m)}
+    plain = {uid for uid, (_, m) in before.items() if b"Subject: lunch wr" in m}
+    assert len(reports) == 2 and len(plain) == 1
+    commands = [ln.decode(errors="replace").strip() for ln in lines]
+    assert any(" EXAMINE " in c.upper() or " SELECT " in c.upper() for c in commands)
+    changed: set[int] = set()
+    for cmd in commands:
+        upper = cmd.upper()
+        assert not re.match(r"^\S+ (FETCH|STORE|EXPUNGE|MOVE|COPY)\b", upper), f"not by UID: {cmd}"
+        assert not ("BODY[" in upper and "BODY.PEEK[" not in upper), f"a fetch that sets \\Seen: {cmd}"
+        m = re.match(r"^\S+ UID (FETCH|STORE|EXPUNGE|MOVE|COPY) (\S+)", upper)
+        if not m:
+            continue
+        uids = {int(u) for u in re.findall(r"\d+", m.group(2))}
+        assert ":" not in m.group(2) and "*" not in m.group(2), cmd
+        if m.group(1) != "FETCH":
+            changed |= uids
+        elif uids & plain:  # of ordinary mail: its size and Content-Type, nothing more
+            assert "BODY.PEEK[HEADER.FIELDS (CONTENT-TYPE)]" in upper, cmd
+    assert changed == reports
+    assert set(after) == set(before) - reports
+    assert all(after[uid] == before[uid] for uid in after)
