@@ -922,6 +922,12 @@ def config_warnings(config: Config) -> list[str]:
                 warnings.append(f"{where}.verify_tls: certificate verification is off; anyone on the path can read the password")
             if server.security is Security.NONE and server.password is not None and not _is_loopback(server.host):
                 warnings.append(f"{where}.security: the password is sent unencrypted to {server.host}")
+    if config.dmarc is not None:
+        server, where = config.dmarc.imap, f"{shown}: [dmarc]: imap"
+        if server.security is not Security.NONE and not server.verify_tls:
+            warnings.append(f"{where}.verify_tls: certificate verification is off; anyone on the path can read the password")
+        if server.security is Security.NONE and server.password is not None and not _is_loopback(server.host):
+            warnings.append(f"{where}.security: the password is sent unencrypted to {server.host}")
     return warnings
 
 

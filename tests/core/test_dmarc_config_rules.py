@@ -156,3 +156,13 @@ def test_rdns_is_cached_and_failures_remembered(tmp_path):
         assert calls == ["192.0.2.1", "192.0.2.2", "192.0.2.3"]  # once each
         s = store.read(lambda c: dmarc_summary(c, since_s=86400 * 3))
         assert s["domains"][0]["top_sources"][0]["rdns"] == "mx1.example.com" and s["unresolved"] == []
+
+
+def test_check_lists_dmarc_and_warns_about_plain_passwords(tmp_path):
+    from flowtui.checkcmd import render
+    from flowtui.core.config import config_warnings
+
+    c = load_config(_cfg(tmp_path, {"imap": {**IMAP, "host": "imap.example.com"}, "folder": "DMARC", "on_import": "move:Done"}))
+    text = render(c)
+    assert "dmarc reports: folder DMARC, every 15m, on import move:Done" in text and "(password: literal)" in text
+    assert any("[dmarc]: imap.security: the password is sent unencrypted to imap.example.com" in w for w in config_warnings(c))
