@@ -73,7 +73,7 @@ class DmarcScreen(ThemedScreen):
         Binding("right_square_bracket", "domain(1)", "Next domain"),
         Binding("left_square_bracket", "domain(-1)", "Prev domain", show=False),
         Binding("w", "window", "Window"),
-        Binding("r", "reload", "Reload", show=False),
+        Binding("r", "reload", "Fetch now", show=False),
     ]
 
     def __init__(self, window: int = 1) -> None:
@@ -89,6 +89,7 @@ class DmarcScreen(ThemedScreen):
         yield Static(id="dmarc-title", classes="title")
         yield Static(id="dmarc-domains")
         yield Static(id="dmarc-view", classes="subtitle")
+        yield Static(id="dmarc-status")
         yield DataTable(id="dmarc-sources", cursor_type="row")
         yield Footer(compact=True, show_command_palette=False)
 
@@ -97,6 +98,19 @@ class DmarcScreen(ThemedScreen):
         for key, label, width in COLUMNS:
             t.add_column(label, key=key, width=width)
         self.reload()
+        self._status()
+        self.set_interval(2.0, self._status, name="dmarc collector status")
+
+    def _status(self) -> None:
+        """One line: what the collector did last (it runs in the app, not here)."""
+        collector = getattr(self.app, "dmarc", None)
+        if collector is None:
+            text = "no \\[dmarc] mailbox configured: reports come from `flowtui dmarc import`"
+        else:
+            when = "-" if collector.last_round_at is None else datetime.fromtimestamp(
+                collector.last_round_at, timezone.utc).strftime("%H:%M:%SZ")
+            text = f"collector {collector.state} {untrusted(collector.detail)} (last look {when}, r: now)"
+        self.query_one("#dmarc-status", Static).update(text)
 
     def on_screen_resume(self) -> None:
         self.reload()
@@ -155,6 +169,9 @@ class DmarcScreen(ThemedScreen):
         self.reload()
 
     def action_reload(self) -> None:
+        collector = getattr(self.app, "dmarc", None)
+        if collector is not None:
+            collector.wake.set()  # look in the folder now; an import reloads this screen
         self.reload()
 
     # ---- drawing

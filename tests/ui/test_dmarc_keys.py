@@ -52,6 +52,7 @@ async def test_keys_views_domains_and_window(tmp_path):
         await _until(pilot, lambda: app.screen.loaded, "loaded")
         assert _rows(app)[0] == "192.0.2.10" and len(_rows(app)) == 6
         assert "example.com (1/2)" in _title(app)
+        assert "no [dmarc] mailbox configured" in str(app.screen.query_one("#dmarc-status", Static).render())
         domains = str(app.screen.query_one("#dmarc-domains", Static).render())
         assert "93%" in domains and "69%" in domains and "▇█" in domains
         await pilot.press("3")

@@ -72,6 +72,7 @@ class DmarcCollector:
         self.state = "starting"
         self.detail = ""
         self.rounds = 0
+        self.last_round_at: float | None = None  # epoch of the last finished round (good or not)
         self.wake = asyncio.Event()
 
     async def run(self) -> None:
@@ -85,6 +86,7 @@ class DmarcCollector:
                 self.state, self.detail = "error", " ".join(str(exc).split()) or type(exc).__name__
                 log.warning("dmarc %s: %s", self.account, self.detail)
             self.rounds += 1
+            self.last_round_at = time.time()
             try:
                 await asyncio.wait_for(self.wake.wait(), self.settings.interval_s)
             except (TimeoutError, asyncio.TimeoutError):
