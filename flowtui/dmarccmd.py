@@ -36,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--format", choices=("table", "json"), default="table")
     rep.add_argument("--domain", action="append", default=[], metavar="DOMAIN", help="only this domain (repeatable)")
     rep.add_argument("--top", type=int, default=10, metavar="N", help="sources per list (default 10)")
+    rep.add_argument("--rdns", action="store_true",
+                     help="look up reverse DNS of sources not in the cache first ([dns] nameservers when set)")
 
 
 def _open(args: argparse.Namespace):
@@ -79,8 +81,13 @@ def _report(args: argparse.Namespace) -> int:
         raise UserError(f"--since: {exc}", code=2) from None
     if args.top < 1:
         raise UserError(f"--top: expected 1 or more, got {args.top}", code=2)
-    _config, store = _open(args)
+    config, store = _open(args)
     with store:
+        if args.rdns:
+            from flowtui.core.dmarc.rdns import dns_lookup, resolve_missing
+
+            pending = store.read(lambda conn: dmarc_summary(conn, since_s=since_s, top=args.top))["unresolved"]
+            resolve_missing(store, pending, dns_lookup(config.dns.nameservers, config.dns.timeout_s))
         summary = store.read(lambda conn: dmarc_summary(
             conn, since_s=since_s, domains=tuple(d.lower().rstrip(".") for d in args.domain), top=args.top))
     if args.format == "json":
