@@ -28,8 +28,8 @@ MAX_RECORDS = 200_000
 MAX_TEXT = 1024  # any one value kept from a report
 _CHUNK = 64 * 1024
 
-NAMESPACES_KNOWN = ("", "urn:ietf:params:xml:ns:dmarc-2.0", "http://dmarc.org/dmarc-xml/0.1")
-
+# Elements are matched by local name, so any namespace reads the same: none (RFC 7489),
+# "urn:ietf:params:xml:ns:dmarc-2.0" (the DMARCbis draft), or a reporter's own.
 
 class ReportError(ValueError):
     """A report (or what claimed to be one) that cannot be used: one line for the user."""

@@ -91,7 +91,7 @@ def dmarc_summary(
         new_since = now - new_s
         out_domains.append({
             "domain": domain, "messages": messages, "pass": passed, "fail": messages - passed,
-            "pass_rate": passed / messages if messages else None, "reports": reports, "sources": sources_count(sources),
+            "pass_rate": passed / messages if messages else None, "reports": reports, "sources": len(sources),
             "policy": dict(zip(("p", "sp", "pct", "adkim", "aspf", "np"), policy)) if policy else {},
             "series": series_list,
             "top_sources": sources[:top],
@@ -110,10 +110,6 @@ def dmarc_summary(
         "since": since, "until": int(now), "reports": n_reports, "domains": out_domains,
         "unresolved": sorted(ip for ip in all_ips if ip not in names),
     }
-
-
-def sources_count(sources: list[dict[str, Any]]) -> int:
-    return len(sources)
 
 
 SPARK = "▁▂▃▄▅▆▇█"
