@@ -166,3 +166,44 @@ def test_check_lists_dmarc_and_warns_about_plain_passwords(tmp_path):
     text = render(c)
     assert "dmarc reports: folder DMARC, every 15m, on import move:Done" in text and "(password: literal)" in text
     assert any("[dmarc]: imap.security: the password is sent unencrypted to imap.example.com" in w for w in config_warnings(c))
+
+
+async def test_alert_engine_runs_dmarc_rules_after_an_import_and_notifies(tmp_path):
+    import asyncio
+
+    from flowtui.core.alerting import AlertEngine
+    from flowtui.core.events import AlertRaised, DmarcReportsImported, EventBus
+    from flowtui.core.model import Config, MonitorSettings, NotifierSettings
+    from flowtui.core.notify import Notifier
+
+    sent = []
+
+    class Recorder(Notifier):
+        name = "recorder"
+
+        async def send(self, event, alert):
+            sent.append((event, alert.rule, alert.message))
+
+    rule = AlertRule(name="dmarc_pass_rate", kind="dmarc_pass_rate", window_s=7 * 86400, volume=10)
+    config = Config(path=str(tmp_path / "c.toml"), monitor=MonitorSettings(database=str(tmp_path / "a.db")),
+                    routes=(), alerts=(rule,))
+    now = time.time()
+    with Store(config.monitor.database) as store:
+        bus = EventBus()
+        events = bus.subscribe()
+        engine = AlertEngine(config, store, bus, [Recorder(NotifierSettings(kind="log"))], tick_s=0.05)
+        await engine.start()
+        try:
+            await asyncio.to_thread(import_bytes, store, "a", _xml("a", [("192.0.2.1", 10, "pass", "pass"),
+                                                                     ("198.51.100.1", 10, "fail", "fail")], int(now)))
+            bus.publish(DmarcReportsImported(1))
+            for _ in range(100):
+                if sent:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await engine.stop()
+        raised = [e for e in events.drain() if isinstance(e, AlertRaised)]
+        assert [e.alert.rule for e in raised] == ["dmarc_pass_rate"]
+        assert sent == [("fired", "dmarc_pass_rate", "DMARC pass rate of example.com is 50% (10 of 20 messages) < 90%")]
+        assert [a.rule for a in store.alerts(state="fired")] == ["dmarc_pass_rate"]

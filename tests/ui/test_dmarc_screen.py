@@ -85,6 +85,8 @@ async def test_lab_reports_reach_the_screen_and_a_failing_source_fires_the_pass_
         assert "\x1b" not in str(table.get_cell("198.51.100.66", "rdns"))
         await pilot.press("escape", "a")
         assert isinstance(app.screen, AlertLogScreen)
+        log = app.screen.query_one("#alerts", DataTable)
+        assert any(str(log.get_cell(k.value, "kind")) == "dmarc_pass_rate fired" for k in log.rows)
         await pilot.press("q")
     stored = [a for a in Store(config.monitor.database).alerts() if a.rule == "dmarc_pass_rate"]
     assert stored and stored[0].state == "fired" and stored[0].id.startswith("dmarc_pass_rate|example.com|")
