@@ -7,6 +7,7 @@ line; the rest of the batch is imported all the same.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -14,6 +15,8 @@ from flowtui.core.dmarc.parse import MAX_RAW_BYTES, Report, ReportError, parse_r
 from flowtui.core.dmarc.store import insert_report
 from flowtui.core.headers import safe_text
 from flowtui.core.storage import Store
+
+log = logging.getLogger("flowtui.dmarc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,9 @@ def import_bytes(store: Store, name: str, data: bytes) -> list[Outcome]:
         reports = parse_reports(data)
     except ReportError as exc:
         return [Outcome(name, "error", str(exc))]
+    except Exception as exc:  # a parser bug must cost this report only, never the batch
+        log.warning("%s: unexpected %s while parsing", name, type(exc).__name__, exc_info=True)
+        return [Outcome(name, "error", f"could not be parsed ({type(exc).__name__})")]
     out = []
     for report in reports:
         try:

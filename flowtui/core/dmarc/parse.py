@@ -288,7 +288,9 @@ def parse_xml(data: bytes) -> Report:
         raise ReportError(f"refused: the XML declares a DTD or entities ({type(exc).__name__}); reports never need them") from None
     except ParseError as exc:
         raise ReportError(f"not well-formed XML ({exc})") from None
-    except (ValueError, RecursionError) as exc:
+    except LookupError as exc:  # <?xml encoding="..."?> that Python does not know
+        raise ReportError(f"not a usable XML document ({' '.join(str(exc).split())[:80]})") from None
+    except (ValueError, RecursionError, MemoryError) as exc:
         raise ReportError(f"not a usable XML document ({type(exc).__name__})") from None
     if _local(root.tag) != "feedback":
         raise ReportError(f"not a DMARC aggregate report: the root element is <{_local(root.tag)[:40]}>, not <feedback>")
