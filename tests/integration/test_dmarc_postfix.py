@@ -101,7 +101,10 @@ def test_remember_changes_nothing_in_the_folder(lab, tmp_path):
     assert after == before  # not a flag changed, not a message moved
 
 
-def test_seen_marks_only_the_reports(lab, tmp_path):
+def test_seen_marks_only_the_reports(lab, tmp_path, monkeypatch):
+    from flowtui.core.dmarc import collect
+
+    monkeypatch.setattr(collect, "BATCH", 1)  # a backlog handled one message per step
     folder = "DMARCseen"
     cfg = write_dmarc_config(lab, "dmarc-seen.toml", str(tmp_path / "s.db"), folder, on_import="seen")
 

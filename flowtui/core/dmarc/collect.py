@@ -35,7 +35,7 @@ log = logging.getLogger("flowtui.dmarc")
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]", re.I)
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)", re.I)
 _MAYBE_REPORT = re.compile(r"multipart/|application/|text/xml", re.I)
-BATCH = 200  # messages looked at per round
+BATCH = 200  # messages looked at (and marked or moved) per step
 
 
 @dataclass
@@ -111,17 +111,17 @@ class DmarcCollector:
             if r.result != "OK":
                 raise RuntimeError(f"search in {s.folder!r} failed: {r.result}")
             uids = sorted(int(u) for u in (r.lines[0].split() if r.lines and isinstance(r.lines[0], bytes) else [])
-                          if u.isdigit() and int(u) not in known)[:BATCH]
-            remembered: dict[int, str] = {}
-            reports: list[int] = []
-            for uid in uids:
-                outcome = await self._consider(imap, uid, result)
-                remembered[uid] = outcome
-                if outcome in ("imported", "duplicate"):
-                    reports.append(uid)
-            if reports and s.on_import != "remember":
-                await self._act(imap, reports)
-            if remembered:
+                          if u.isdigit() and int(u) not in known)
+            for start in range(0, len(uids), BATCH):  # a backlog in steps, each remembered when done
+                remembered: dict[int, str] = {}
+                reports: list[int] = []
+                for uid in uids[start:start + BATCH]:
+                    outcome = await self._consider(imap, uid, result)
+                    remembered[uid] = outcome
+                    if outcome in ("imported", "duplicate"):
+                        reports.append(uid)
+                if reports and s.on_import != "remember":
+                    await self._act(imap, reports)
                 await asyncio.wrap_future(self.store.call(remember_uids(self.account, s.folder, validity, remembered)))
         finally:
             try:
