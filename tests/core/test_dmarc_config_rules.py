@@ -207,3 +207,17 @@ async def test_alert_engine_runs_dmarc_rules_after_an_import_and_notifies(tmp_pa
         assert [e.alert.rule for e in raised] == ["dmarc_pass_rate"]
         assert sent == [("fired", "dmarc_pass_rate", "DMARC pass rate of example.com is 50% (10 of 20 messages) < 90%")]
         assert [a.rule for a in store.alerts(state="fired")] == ["dmarc_pass_rate"]
+
+
+def test_a_restarted_monitor_does_not_fire_a_firing_dmarc_alert_again():
+    rule = AlertRule(name="rate", kind="dmarc_pass_rate")
+    cond = {"example.com": ("warn", "DMARC pass rate of example.com is 50%")}
+    first = AlertBook((rule,), {})
+    fired = first.observe_dmarc(rule, cond, 100.0)
+    assert [t.kind for t in fired] == ["fired"]
+    again = AlertBook((rule,), {})
+    again.restore([fired[0].alert])
+    assert again.observe_dmarc(rule, cond, 200.0) == []
+    resolved = again.observe_dmarc(rule, {}, 300.0)
+    assert [(t.kind, t.alert.id) for t in resolved] == [("resolved", fired[0].alert.id)]
+    assert again.tick(400.0) == []  # not a route rule: ticks leave it alone
