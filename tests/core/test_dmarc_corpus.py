@@ -196,3 +196,22 @@ def test_broken_values_are_one_line_errors(store, change, error):
     xml = (DATA / "duplicate-google.xml").read_text().replace(*change, 1)
     out = import_bytes(store, "x.xml", xml.encode())
     assert out[0].status == "error" and error in out[0].detail, out[0].line()
+
+
+def test_a_v1_database_gains_the_dmarc_tables(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with Store(path):
+        pass
+    conn = sqlite3.connect(path)
+    for table in ("dmarc_reports", "dmarc_records", "dmarc_rdns", "dmarc_imap_seen"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with Store(path) as store:
+        out = import_files(store, [str(DATA / "small-body.eml")])
+        assert out[0].status == "imported"
+        names = store.read(lambda c: {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")})
+    assert {"dmarc_reports", "dmarc_records", "dmarc_rdns", "dmarc_imap_seen", "probes"} <= names
