@@ -54,7 +54,13 @@ def render(config: Config) -> str:
         f"  database {m.database}",
         f"  secret   {m.secret_file}",
     ]
-    return "\n".join(head + [_route(r) for r in config.routes])
+    tail = []
+    if config.dmarc is not None:  # DMARC aggregate reports (issue 10)
+        dm = config.dmarc
+        action = f"move:{dm.move_to}" if dm.on_import == "move" else dm.on_import
+        tail = [f"dmarc reports: folder {dm.folder}, every {format_duration(dm.interval_s)}, on import {action}",
+                _server("imap", dm.imap)]
+    return "\n".join(head + [_route(r) for r in config.routes] + tail)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -218,6 +218,18 @@ def _run_export(args: argparse.Namespace) -> int:
     return reportcmd.export_main(args)
 
 
+def _dmarc_parser(sub: argparse._SubParsersAction) -> None:
+    from flowtui import dmarccmd
+
+    dmarccmd.add_parser(sub)
+
+
+def _run_dmarc(args: argparse.Namespace) -> int:
+    from flowtui import dmarccmd
+
+    return dmarccmd.main(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Handler]] = {
     "lab": (_lab_parser, _run_lab),
     "demo": (_demo_parser, _run_demo),
@@ -228,6 +240,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Handler]
     "alerts": (_alerts_parser, _run_alerts),
     "report": (_report_parser, _run_report),
     "export": (_export_parser, _run_export),
+    "dmarc": (_dmarc_parser, _run_dmarc),
 }
 
 

@@ -15,6 +15,7 @@ from flowtui.core.engine import Engine
 from flowtui.core.events import (
     AlertRaised,
     AlertResolved,
+    DmarcReportsImported,
     EventBus,
     MailboxStateChanged,
     NotifierFailed,
@@ -124,6 +125,11 @@ async def run(
             elif isinstance(event, NotifierFailed):
                 print(f"flowtui: notifier {event.notifier} failed for {safe_text(event.alert_id)}: "
                       f"{safe_text(event.detail)}", file=err, flush=True)
+            elif isinstance(event, DmarcReportsImported):  # status, not results: stderr
+                print(f"flowtui: dmarc: {event.imported} reports imported, {event.duplicates} duplicates, "
+                      f"{len(event.errors)} errors", file=err, flush=True)
+                for line in event.errors[:20]:
+                    print(f"flowtui: dmarc: {safe_text(line)}", file=err, flush=True)
             elif isinstance(event, MailboxStateChanged):  # status, not results: stderr
                 detail = f" ({safe_text(event.detail)})" if event.detail else ""
                 print(f"flowtui: mailbox {safe_text(event.mailbox)}: {event.state}{detail}", file=err, flush=True)
@@ -131,13 +137,21 @@ async def run(
     printing = asyncio.create_task(printer())
     maintainer = Maintainer.for_config(store, config) if maintain else None
     maintaining = None
+    dmarc_task = None
     try:
         await alerting.start()  # before the engine: it sees every result
         await engine.start()
         if maintainer is not None:  # roll-ups and retention, every few minutes, off the loop
             maintaining = asyncio.create_task(maintainer.run())
+        if config.dmarc is not None:
+            from flowtui.core.dmarc.collect import DmarcCollector
+
+            dmarc_task = asyncio.create_task(DmarcCollector(config.dmarc, store, bus).run(), name="dmarc")
         await stop.wait()
     finally:
+        if dmarc_task is not None:
+            dmarc_task.cancel()
+            await asyncio.gather(dmarc_task, return_exceptions=True)
         if maintainer is not None and maintaining is not None:
             maintainer.stop()
             maintaining.cancel()

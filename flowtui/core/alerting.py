@@ -17,8 +17,15 @@ import time
 from collections.abc import Callable
 
 from flowtui.core.alerts import AlertBook, DnsObservation, Transition, alert_key
-from flowtui.core.events import AlertRaised, AlertResolved, EventBus, NotifierFailed, ProbeCompleted
-from flowtui.core.model import Config
+from flowtui.core.events import (
+    AlertRaised,
+    AlertResolved,
+    DmarcReportsImported,
+    EventBus,
+    NotifierFailed,
+    ProbeCompleted,
+)
+from flowtui.core.model import DMARC_ALERT_KINDS, Config
 from flowtui.core.notify import Notifier
 from flowtui.core.storage import Store
 
@@ -26,6 +33,7 @@ log = logging.getLogger("flowtui.alerts")
 
 TICK_S = 0.5
 ACK_SYNC_S = 5.0  # how often acknowledgements made outside this process are read back
+DMARC_CHECK_S = 600.0  # DMARC rules are also re-checked on every import
 
 
 class AlertEngine:
@@ -42,6 +50,8 @@ class AlertEngine:
         self.book = AlertBook(config.alerts, {r.name: r for r in config.routes})
         self.silenced: dict[str, float] = {}  # alert key or rule name -> until (epoch)
         self._dns_enabled = dns and bool(config.dns.domains) and any(r.kind == "dns" for r in config.alerts)
+        self._dmarc_rules = [r for r in config.alerts if r.kind in DMARC_ALERT_KINDS]
+        self._dmarc_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self._sends: set[asyncio.Task] = set()
         self._sub = None
@@ -61,6 +71,8 @@ class AlertEngine:
 
             self.dns_checker = DnsChecker(self.config.dns, self.store)
             self._tasks.append(asyncio.create_task(self._dns_loop(), name="dns checks"))
+        if self._dmarc_rules:
+            self._tasks.append(asyncio.create_task(self._dmarc_loop(), name="dmarc rules"))
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Handle what is already queued, stop, and give notifications a moment to finish."""
@@ -90,6 +102,10 @@ class AlertEngine:
         async for event in self._sub:
             if isinstance(event, ProbeCompleted):
                 self.apply(self.book.observe(event.result, self.clock()))
+            elif isinstance(event, DmarcReportsImported) and self._dmarc_rules and event.imported:
+                task = asyncio.create_task(self.check_dmarc(), name="dmarc rules after import")
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
 
     async def _tick_loop(self) -> None:
         last_sync = self.clock()
@@ -120,6 +136,28 @@ class AlertEngine:
             for obs in await self.dns_checker.check_all():
                 self.observe_dns(obs)
             await asyncio.sleep(self.config.dns.interval_s)
+
+    async def _dmarc_loop(self) -> None:
+        while True:
+            try:
+                await self.check_dmarc()
+            except Exception as exc:  # a locked or broken database: say so, try again later
+                log.warning("dmarc rules: %s", exc)
+            await asyncio.sleep(DMARC_CHECK_S)
+
+    async def check_dmarc(self) -> list[Transition]:
+        """Evaluate the DMARC rules over the stored reports (in a thread) and apply them."""
+        from flowtui.core.dmarc.rules import conditions
+
+        out: list[Transition] = []
+        async with self._dmarc_lock:
+            now = self.clock()
+            for rule in self._dmarc_rules:
+                conds = await asyncio.to_thread(self.store.read, lambda conn, r=rule: conditions(r, conn, now))
+                transitions = self.book.observe_dmarc(rule, conds, now)
+                self.apply(transitions)
+                out += transitions
+        return out
 
     def observe_dns(self, obs: DnsObservation) -> list[Transition]:
         transitions = self.book.observe_dns(obs, self.clock())

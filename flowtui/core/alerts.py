@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from flowtui.core.model import FAILED, AlertRule, ProbeResult, ProbeState, Route
+from flowtui.core.model import DMARC_ALERT_KINDS, FAILED, AlertRule, ProbeResult, ProbeState, Route
 from flowtui.core.storage import AlertRecord
 
 HISTORY = 200  # probes kept per route
@@ -27,7 +27,9 @@ DEFAULT_SEVERITY = {
     "lost": "crit", "send_failed": "crit", "bounced": "crit", "corrupted": "crit", "failures": "crit",
     "junk": "warn", "loss_ratio": "warn", "auth": "warn", "tls": "warn", "path": "warn",
     "hop_count": "warn", "dns": "warn", "latency": "warn",
+    "dmarc_pass_rate": "warn", "dmarc_new_source": "warn", "dmarc_failing": "warn",
 }
+_NOT_PER_ROUTE = frozenset(("dns", *DMARC_ALERT_KINDS))
 _STATE_KINDS = {
     "lost": ProbeState.LOST, "send_failed": ProbeState.SEND_FAILED, "bounced": ProbeState.BOUNCED,
     "junk": ProbeState.JUNK, "corrupted": ProbeState.CORRUPTED,
@@ -135,6 +137,18 @@ class AlertBook:
                 out += self._dns_rule(rule, obs, now)
         return out
 
+    def observe_dmarc(self, rule: AlertRule, conditions: dict[str, tuple[str, str]], now: float) -> list[Transition]:
+        """A DMARC rule was evaluated over the stored reports: ``conditions`` maps each
+        subject (a domain, or a domain and source) whose condition holds to (severity,
+        message); a firing alert of this rule whose subject is not in it resolves."""
+        out: list[Transition] = []
+        prefix = f"{rule.name}|"
+        for key in [k for k in self.firing if k.startswith(prefix) and k[len(prefix):] not in conditions]:
+            out += self._step(key, rule, None, None, now, counted=True, clear=1)
+        for subject, cond in sorted(conditions.items()):
+            out += self._step(prefix + subject, rule, None, cond, now, counted=True)
+        return out
+
     def ack(self, alert_id: str, now: float) -> AlertRecord | None:
         f = self.firing.get(alert_key(alert_id))
         if f is None or f.record.id != alert_id:
@@ -159,7 +173,7 @@ class AlertBook:
                 del probes[pid]
 
     def _rules_for(self, route: str) -> list[AlertRule]:
-        return [r for r in self.rules if r.kind != "dns" and (not r.routes or route in r.routes)]
+        return [r for r in self.rules if r.kind not in _NOT_PER_ROUTE and (not r.routes or route in r.routes)]
 
     def _history(self, route: str) -> list[ProbeResult]:
         return sorted(self._probes.get(route, {}).values(), key=lambda p: p.seq)

@@ -37,9 +37,11 @@ from typing import Any
 from flowtui.core.errors import UserError
 from flowtui.core.model import (
     ALERT_KINDS,
+    DMARC_ALERT_KINDS,
     SEVERITIES,
     AlertRule,
     Config,
+    DmarcSettings,
     DnsSettings,
     NotifierSettings,
     ImapSettings,
@@ -60,7 +62,7 @@ MAX_ATTACHMENT_BYTES = 64 * 1024 * 1024
 # IMAP servers may drop an IDLE after 30 minutes (RFC 2177 says re-issue within 29).
 IDLE_LIMIT_S = 29 * 60
 
-TOP_KEYS = ("monitor", "routes", "alerts", "dns", "notify", "ui")
+TOP_KEYS = ("monitor", "routes", "alerts", "dns", "notify", "ui", "dmarc")
 UI_KEYS = ("theme", "theme_dir")
 RESERVED_TOP_KEYS: tuple[str, ...] = ()
 MONITOR_KEYS = ("database", "interval", "timeout", "secret_file", "default_alerts", "retention", "rollup_retention")
@@ -70,8 +72,9 @@ ROUTE_KEYS = (
 )
 ALERT_KEYS = (
     "name", "kind", "severity", "routes", "metric", "warn", "crit", "m", "n", "count",
-    "window", "ratio", "methods", "clear",
+    "window", "ratio", "methods", "clear", "domains", "pass_rate", "volume",
 )
+DMARC_KEYS = ("imap", "folder", "interval", "on_import")
 DNS_KEYS = ("domains", "records", "nameservers", "interval", "timeout")
 DNS_RECORDS = ("MX", "SPF", "DMARC", "MTA-STS", "TLSRPT")
 NOTIFY_KEYS = ("kind", "min_severity", "command", "url", "format", "timeout", "retries", "on_resolve")
@@ -621,7 +624,67 @@ class _Reader:
             fields["methods"] = tuple(m.lower() for m in methods)
         if kind == "dns" and route is not None:
             raise self.fail(k("kind"), "dns rules belong in the top-level [[alerts]] (they watch [dns] domains)")
+        if kind in DMARC_ALERT_KINDS:
+            self.dmarc_rule(table, prefix, fields, route)
+        else:
+            for key in ("domains", "pass_rate", "volume"):
+                if key in table:
+                    raise self.fail(k(key), f'only dmarc_* rules take "{key}"')
         return AlertRule(**fields)
+
+    def dmarc_rule(self, table: Mapping[str, Any], prefix: str, fields: dict[str, Any], route: str | None) -> None:
+        k = lambda key: f"{prefix}.{key}"  # noqa: E731
+        if route is not None:
+            raise self.fail(k("kind"), "dmarc rules belong in the top-level [[alerts]] (they watch [dmarc] reports)")
+        if "routes" in table:
+            raise self.fail(k("routes"), "dmarc rules watch domains, not routes: use domains = [...]")
+        fields["domains"] = tuple(d.lower().rstrip(".") for d in self.strings(table, "domains", k("domains")) or ())
+        rate = table.get("pass_rate", 0.9)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+            raise self.fail(k("pass_rate"), f"expected a number above 0 up to 1 (0.9 = 90%), got {_describe(rate)}")
+        fields["pass_rate"] = float(rate)
+        if "volume" in table:
+            fields["volume"] = self.integer(table, "volume", k("volume"), 0, low=0)
+        if "window" not in table:  # aggregate reports cover a day each: a week by default
+            fields["window_s"] = 7 * 86400.0
+
+    def dmarc(self, doc: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        if "dmarc" not in doc:
+            return None
+        table = self.table(doc, "dmarc", "dmarc", "[dmarc]")
+        self.check_keys(table, DMARC_KEYS, "dmarc")
+        if "imap" not in table:
+            raise self.fail("dmarc", "missing required table [dmarc.imap] (the mailbox the reports arrive in)")
+        imap_table = self.table(table, "imap", "dmarc.imap", "[dmarc.imap]")
+        for key in ("folders", "junk_folders"):
+            if key in imap_table:
+                raise self.fail(f"dmarc.imap.{key}", 'the reports folder is [dmarc] folder = "..."')
+        self.where.route = "[dmarc]"
+        imap = self.server(imap_table, "imap")
+        self.where.route = None
+        folder = self.string(table, "folder", "dmarc.folder", default="INBOX")
+        if not folder.strip():
+            raise self.fail("dmarc.folder", "must not be empty")
+        action = self.string(table, "on_import", "dmarc.on_import", default="remember").strip()
+        move_to = None
+        if action.startswith("move:"):
+            move_to = action[5:].strip()
+            if not move_to:
+                raise self.fail("dmarc.on_import", 'expected "move:FOLDER" with a folder name, got "move:"')
+            if move_to == folder:
+                raise self.fail("dmarc.on_import", f'moves reports into the folder they are read from ("{folder}")')
+            action = "move"
+        elif action not in ("remember", "seen"):
+            close = difflib.get_close_matches(action, ("remember", "seen", "move:"), n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            raise self.fail("dmarc.on_import", f'expected "remember", "seen" or "move:FOLDER", got {_describe(action)}{hint}')
+        imap["folders"] = (folder,)
+        imap["junk_folders"] = ()
+        fields = {
+            "folder": folder, "on_import": action, "move_to": move_to,
+            "interval_s": self.duration(table, "interval", "dmarc.interval", "15m"),
+        }
+        return fields, imap
 
     def dns(self, doc: Mapping[str, Any]) -> DnsSettings:
         table = self.table(doc, "dns", "dns", "[dns]")
@@ -846,6 +909,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     dns = reader.dns(doc)
     if dns.domains and not any(r.kind == "dns" for r in rules):
         rules.append(AlertRule(name="dns", kind="dns"))  # [dns] domains are watched for a reason
+    dmarc_raw = reader.dmarc(doc)
+    if dmarc_raw is not None and not any(r.kind in DMARC_ALERT_KINDS for r in rules):
+        rules.append(AlertRule(name="dmarc_pass_rate", kind="dmarc_pass_rate", window_s=7 * 86400.0))
     notify = reader.notifiers(doc)
     ui = reader.ui(doc)
 
@@ -857,9 +923,16 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         smtp["password"] = reader.secret(smtp["password"], f"smtp.{smtp['password'].kind}" if smtp["password"] else "", cache)
         imap["password"] = reader.secret(imap["password"], f"imap.{imap['password'].kind}" if imap["password"] else "", cache)
         routes.append(Route(smtp=ServerSettings(**smtp), imap=ImapSettings(**imap), **fields))
+    dmarc = None
+    if dmarc_raw is not None:
+        fields, imap = dmarc_raw
+        reader.where.route = "[dmarc]"
+        imap["password"] = reader.secret(imap["password"], f"imap.{imap['password'].kind}" if imap["password"] else "", cache)
+        reader.where.route = None
+        dmarc = DmarcSettings(imap=ImapSettings(**imap), **fields)
     return Config(
         path=str(file.resolve()), monitor=monitor, routes=tuple(routes),
-        alerts=tuple(rules), dns=dns, notify=tuple(notify), ui=ui,
+        alerts=tuple(rules), dns=dns, notify=tuple(notify), ui=ui, dmarc=dmarc,
     )
 
 
@@ -894,6 +967,12 @@ def config_warnings(config: Config) -> list[str]:
                 warnings.append(f"{where}.verify_tls: certificate verification is off; anyone on the path can read the password")
             if server.security is Security.NONE and server.password is not None and not _is_loopback(server.host):
                 warnings.append(f"{where}.security: the password is sent unencrypted to {server.host}")
+    if config.dmarc is not None:
+        server, where = config.dmarc.imap, f"{shown}: [dmarc]: imap"
+        if server.security is not Security.NONE and not server.verify_tls:
+            warnings.append(f"{where}.verify_tls: certificate verification is off; anyone on the path can read the password")
+        if server.security is Security.NONE and server.password is not None and not _is_loopback(server.host):
+            warnings.append(f"{where}.security: the password is sent unencrypted to {server.host}")
     return warnings
 
 

@@ -132,6 +132,15 @@ class NotifierFailed(Event):
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class DmarcReportsImported(Event):
+    """The DMARC collector looked at its folder: reports imported, duplicates, errors (one line each)."""
+
+    imported: int
+    duplicates: int = 0
+    errors: tuple[str, ...] = ()
+
+
 # --------------------------------------------------------------------------
 # The bus
 # --------------------------------------------------------------------------

@@ -233,7 +233,9 @@ class MonitorSettings:
 ALERT_KINDS: tuple[str, ...] = (
     "latency", "lost", "send_failed", "bounced", "junk", "corrupted", "failures",
     "loss_ratio", "auth", "tls", "path", "hop_count", "dns",
+    "dmarc_pass_rate", "dmarc_new_source", "dmarc_failing",  # DMARC aggregate reports ([dmarc])
 )
+DMARC_ALERT_KINDS: tuple[str, ...] = ("dmarc_pass_rate", "dmarc_new_source", "dmarc_failing")
 SEVERITIES: tuple[str, ...] = ("info", "warn", "crit")
 
 
@@ -265,6 +267,10 @@ class AlertRule:
     ratio: float = 0.2
     methods: tuple[str, ...] = ("spf", "dkim", "dmarc")
     clear: int = 1
+    # dmarc_*: which domains (empty: all), the lowest good pass share, and a volume in messages
+    domains: tuple[str, ...] = ()
+    pass_rate: float = 0.9
+    volume: int | None = None  # None: the kind's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +282,21 @@ class DnsSettings:
     nameservers: tuple[tuple[str, int], ...] = ()  # empty: the system's resolver
     interval_s: float = 3600.0
     timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class DmarcSettings:
+    """``[dmarc]``: where DMARC aggregate reports arrive and what to do with imported ones.
+
+    ``on_import``: "remember" (leave the mail as it is; its UID is remembered),
+    "seen" (set \\Seen) or "move" (to ``move_to``).
+    """
+
+    imap: ImapSettings
+    folder: str = "INBOX"
+    interval_s: float = 900.0
+    on_import: str = "remember"
+    move_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +330,7 @@ class Config:
     dns: DnsSettings = DnsSettings()
     notify: tuple[NotifierSettings, ...] = ()
     ui: UiSettings = UiSettings()
+    dmarc: DmarcSettings | None = None
 
 
 # --------------------------------------------------------------------------

@@ -201,7 +201,13 @@ def _migrate_v2(db: Database) -> None:
     migrate_v2(db)
 
 
-_MIGRATIONS: tuple[Callable[[Database], None], ...] = (_migrate_v1, _migrate_v2)
+def _migrate_v3_dmarc(db: Database) -> None:
+    from flowtui.core.dmarc.store import migrate  # DMARC aggregate reports (issue 10)
+
+    migrate(db)
+
+
+_MIGRATIONS: tuple[Callable[[Database], None], ...] = (_migrate_v1, _migrate_v2, _migrate_v3_dmarc)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

@@ -23,7 +23,14 @@ from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from flowtui.core.engine import Engine
-from flowtui.core.events import AlertRaised, AlertResolved, EventBus, ProbeCompleted, Subscription
+from flowtui.core.events import (
+    AlertRaised,
+    AlertResolved,
+    DmarcReportsImported,
+    EventBus,
+    ProbeCompleted,
+    Subscription,
+)
 from flowtui.core.headers import safe_text
 from flowtui.core.model import Config, ProbeResult
 from flowtui.core.storage import Store
@@ -89,6 +96,7 @@ class DashboardScreen(Screen):
         Binding("space", "pause", "Pause"),
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
+        Binding("m", "dmarc", "DMARC", show=False),  # in ? help; shown, it would change every dashboard snapshot
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
@@ -128,6 +136,9 @@ class DashboardScreen(Screen):
 
     def action_probe(self) -> None:
         self.app.action_probe()  # type: ignore[attr-defined]
+
+    def action_dmarc(self) -> None:
+        self.app.action_dmarc()  # type: ignore[attr-defined]
 
     def action_pause(self) -> None:
         self.app.action_pause()  # type: ignore[attr-defined]
@@ -189,6 +200,8 @@ class FlowApp(App):
         schedule: bool = True,
         theme_dir: Path | None = None,
         maintainer=None,
+        dmarc=None,
+        dmarc_lookup=None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -196,6 +209,8 @@ class FlowApp(App):
         self.store = store
         self.engine = engine
         self.alerting = alerting  # an AlertEngine, started by the caller; stopped in shutdown()
+        self.dmarc = dmarc  # a DmarcCollector ([dmarc]): run here as a worker
+        self.dmarc_lookup = dmarc_lookup  # reverse DNS for the DMARC screen (ip -> name)
         self.bus = bus if bus is not None else (engine.bus if engine is not None else None)
         self.clock = clock
         self.tick_hz = tick_hz
@@ -245,6 +260,9 @@ class FlowApp(App):
         if self.maintainer is not None:  # each round runs in a thread (Maintainer.run)
             self.run_worker(self.maintainer.run(), name="maintenance", group="maintenance",
                             exit_on_error=False, description="roll-ups and retention")
+        if self.dmarc is not None:
+            self.run_worker(self.dmarc.run(), name="dmarc", group="dmarc", exit_on_error=False,
+                            description="DMARC report collector")
         self.set_interval(1 / self.tick_hz, self._tick, name="ui tick")
 
     async def _run_engine(self) -> None:
@@ -321,6 +339,8 @@ class FlowApp(App):
                     entry = rule_alert_entry(event.alert, resolved=isinstance(event, AlertResolved))
                     self.alerts[entry.key] = entry
                     changed_alerts = True
+                elif isinstance(event, DmarcReportsImported):
+                    self._dmarc_changed()
         now = self.clock()
         if now - self._last_full >= 1.0:  # ages move every second
             self._last_full = now
@@ -335,6 +355,12 @@ class FlowApp(App):
             return False
         self.alerts[entry.key] = entry
         return True
+
+    def _dmarc_changed(self) -> None:
+        from flowtui.ui.dmarcscreen import DmarcScreen
+
+        if isinstance(self.screen, DmarcScreen):
+            self.screen.reload()
 
     def _alerts_changed(self) -> None:
         from flowtui.ui.screens import AlertLogScreen
@@ -509,6 +535,12 @@ class FlowApp(App):
         if not isinstance(self.screen, AlertLogScreen):
             self.push_screen(AlertLogScreen())
 
+    def action_dmarc(self) -> None:
+        from flowtui.ui.dmarcscreen import DmarcScreen
+
+        if not isinstance(self.screen, DmarcScreen):
+            self.push_screen(DmarcScreen())
+
     def action_help(self) -> None:
         from flowtui.ui.screens import HelpScreen
 
@@ -567,6 +599,7 @@ class FlowApp(App):
         yield SystemCommand("Inspect latest probe", "Hop-by-hop view of the selected route", self.action_inspect)
         yield SystemCommand("Route detail", "History, percentiles and recent probes", self.action_detail)
         yield SystemCommand("Alert log", "Failed probes and alerts", self.action_alerts)
+        yield SystemCommand("DMARC reports", "Who sends as your domains: pass share, sources", self.action_dmarc)
         yield SystemCommand("Cycle theme", "Next flowtui theme", self.action_cycle_theme)
         yield SystemCommand("Keys", "Every key binding", self.action_help)
 
@@ -583,6 +616,7 @@ class FlowApp(App):
         if self.engine is not None:
             self.workers.cancel_group(self, "engine")
             await self.engine.stop()
+        self.workers.cancel_group(self, "dmarc")
         if self.alerting is not None:  # after the engine (it sees the last results), before the store
             await self.alerting.stop()
         if self._sub is not None:

@@ -24,8 +24,15 @@ async def run_tui(config: Config, theme: str | None = None,
     alerting = AlertEngine(config, store, bus, build_notifiers(config.notify, bell_stream=None))
     from flowtui.core.rollup import Maintainer
 
+    dmarc = lookup = None
+    if config.dmarc is not None:
+        from flowtui.core.dmarc.collect import DmarcCollector
+        from flowtui.core.dmarc.rdns import dns_lookup
+
+        lookup = dns_lookup(config.dns.nameservers, config.dns.timeout_s)
+        dmarc = DmarcCollector(config.dmarc, store, bus)
     app = FlowApp(config, store, engine=engine, bus=bus, theme=theme, alerting=alerting,
-                  maintainer=Maintainer.for_config(store, config))
+                  maintainer=Maintainer.for_config(store, config), dmarc=dmarc, dmarc_lookup=lookup)
     await alerting.start()
     try:
         await app.run_async()

@@ -573,10 +573,12 @@ HELP = """[b]flowtui keys[/b]
   space      pause / resume the selected route
   /          filter routes (esc clears)
   s          sort: health, name, p95, loss
+  m          DMARC reports: pass share, top / new / failing sources
 
 [b]inspector[/b]   [ ]  older / newer probe    r  raw headers
 [b]detail[/b]      1-6  window 15m 1h 24h 7d 30d 1y   enter  inspect probe
 [b]alert log[/b]   a  acknowledge   s  severity   /  route filter
+[b]DMARC[/b]       1 2 3  top / new / failing   [ ]  domain   w  window
 
 [b]anywhere[/b]    t  theme   ?  this help   ctrl+p  commands
             esc  back      q  quit (stops the engine, closes the store)
