@@ -198,8 +198,12 @@ def test_broken_values_are_one_line_errors(store, change, error):
     assert out[0].status == "error" and error in out[0].detail, out[0].line()
 
 
-def test_a_v1_database_gains_the_dmarc_tables(tmp_path):
+def test_a_database_from_before_dmarc_gains_the_dmarc_tables(tmp_path):
     import sqlite3
+
+    from flowtui.core import storage
+
+    before = [m.__name__ for m in storage._MIGRATIONS].index("_migrate_v3_dmarc")  # the version before DMARC
 
     path = tmp_path / "old.db"
     with Store(path):
@@ -207,7 +211,7 @@ def test_a_v1_database_gains_the_dmarc_tables(tmp_path):
     conn = sqlite3.connect(path)
     for table in ("dmarc_reports", "dmarc_records", "dmarc_rdns", "dmarc_imap_seen"):
         conn.execute(f"DROP TABLE {table}")
-    conn.execute("PRAGMA user_version = 1")
+    conn.execute(f"PRAGMA user_version = {before}")
     conn.commit()
     conn.close()
     with Store(path) as store:
