@@ -123,6 +123,8 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_window_args(p, "7d")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    p.add_argument("--dmarc", action="store_true",
+                   help="add the DMARC aggregate reports of the window (per domain: pass share, sources)")
 
 
 def report_main(args: argparse.Namespace) -> int:
@@ -132,7 +134,16 @@ def report_main(args: argparse.Namespace) -> int:
     since, until = window(args, now)
     with opened(args.config) as (config, store):
         routes = pick_routes(args.route, config, store)
-        report = store.read(lambda conn: build_report(conn, routes, since, until, now, config.monitor.retention_s))
+
+        def read(conn):
+            report = build_report(conn, routes, since, until, now, config.monitor.retention_s)
+            if getattr(args, "dmarc", False):
+                from flowtui.dmarcreport import dmarc_section
+
+                report["sections"].append(dmarc_section(conn, since, until, now))
+            return report
+
+        report = store.read(read)
     text = render(report, args.format)
     with output(args.output) as f:
         f.write(text)
