@@ -506,7 +506,7 @@ class _Reader:
             command = self.string(table, "token_command", k("token_command"))
             if not command.strip():
                 raise self.fail(k("token_command"), "must not be empty")
-            return {"token_command": command}
+            return {"token_command": command, "base_dir": str(self.base)}
         raw = self.table(table, "oauth2", k("oauth2"), f"[routes.{kind}.oauth2]")
         p = lambda key: f"{kind}.oauth2.{key}"  # noqa: E731
         self.check_keys(raw, OAUTH2_KEYS, k("oauth2"))

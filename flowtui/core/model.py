@@ -193,6 +193,7 @@ class OAuth2Settings:
     refresh_token: Secret | None = None
     scope: str | None = None
     verify_tls: bool = True  # of the token endpoint (https)
+    base_dir: str | None = None  # token_command runs here (the config file's directory)
 
 
 @dataclass(frozen=True, slots=True)
