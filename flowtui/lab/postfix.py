@@ -237,6 +237,9 @@ def _write_dovecot(base: Path, state: LabState, cert: tuple[Path, Path]) -> None
         oauth2 = (
             "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
             f"  args = {d / 'oauth2.conf.ext'}\n}}\n"
+            # tests refuse tokens on purpose, all from 127.0.0.1: no growing penalty, no 2 s delay
+            "auth_failure_delay = 0\n"
+            "service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}\n"
         )
     conf = f"""\
 base_dir = {d / 'run'}
