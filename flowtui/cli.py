@@ -102,6 +102,8 @@ def _check_parser(sub: argparse._SubParsersAction) -> None:
         "and print the routes it defines. Exit 0 when valid, 2 when not.",
     )
     p.add_argument("-c", "--config", required=True, metavar="FILE", help="the config file (TOML)")
+    p.add_argument("--login", action="store_true",
+                   help="also log in to every server and list what it offers (touches no mail); exit 1 if a login fails")
 
 
 def _run_check(args: argparse.Namespace) -> int:
