@@ -14,17 +14,12 @@ import base64
 import binascii
 import json
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
 import aioimaplib
 import aiosmtplib
 from aioimaplib.aioimaplib import Command
 
 from flowtui.core.model import ServerSettings
-from flowtui.core.oauth2 import one_line, token_source
-
-T = TypeVar("T")
-
+from flowtui.core.oauth2 import AccessToken, one_line, token_source
 
 class AuthRefused(Exception):
     """The server refused the login; the message is its own words (one line)."""
@@ -78,18 +73,22 @@ def hint(words: str) -> str:
     return ""
 
 
-async def with_token(server: ServerSettings, kind: str, attempt: Callable[[str], Awaitable[T]]) -> T:
-    """Run ``attempt(token)``; when the server refuses a cached token, once more with a fresh one."""
+async def with_token(server: ServerSettings, kind: str, attempt: Callable[[str], Awaitable[object]]) -> AccessToken:
+    """Run ``attempt(token)``; when the server refuses a cached token, once more with a fresh one.
+
+    Returns the token that worked (its expiry bounds the session it opened)."""
     source = token_source(server, kind)
     token, fresh = await source.get()
     try:
-        return await attempt(token.value)
+        await attempt(token.value)
+        return token
     except AuthRefused:
         if fresh:
             raise
         source.invalidate(token.value)
     token, _ = await source.get()
-    return await attempt(token.value)
+    await attempt(token.value)
+    return token
 
 
 # --------------------------------------------------------------------------
@@ -162,8 +161,8 @@ class _Authenticate(Command):
         super().append_to_resp(line, result)
 
 
-async def imap_authenticate(imap: aioimaplib.IMAP4, server: ServerSettings) -> None:
-    """XOAUTH2 / OAUTHBEARER login; raises AuthRefused with the server's words."""
+async def imap_authenticate(imap: aioimaplib.IMAP4, server: ServerSettings) -> AccessToken:
+    """XOAUTH2 / OAUTHBEARER login; returns the token used; raises AuthRefused with the server's words."""
     proto = imap.protocol
     mech = server.auth.upper()
     caps = {c.upper() for c in proto.capabilities}
@@ -185,4 +184,4 @@ async def imap_authenticate(imap: aioimaplib.IMAP4, server: ServerSettings) -> N
             raise AuthRefused(words)
         await proto.capability()  # the capabilities of the logged-in state (IDLE, UIDPLUS, MOVE...)
 
-    await with_token(server, "imap", attempt)
+    return await with_token(server, "imap", attempt)

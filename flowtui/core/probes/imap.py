@@ -19,6 +19,7 @@ import email.policy
 import logging
 import re
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import Message
@@ -41,6 +42,10 @@ _INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"', re.I)
 _LIST_LINE = re.compile(rb'^\(([^)]*)\) (?:"[^"]*"|NIL) (.+)$')
 BACKOFF_S = (1, 2, 4, 8, 15, 30, 60)
 CALIBRATION_ROUTE = "flowtui-push-calibration"  # flowtui's own messages that time the IDLE push
+
+
+# OAuth2 sessions: when each connection should log in again (its token's renew time)
+_RENEW_AT: weakref.WeakKeyDictionary[aioimaplib.IMAP4, float] = weakref.WeakKeyDictionary()
 
 
 class _LoginExpiring(Exception):
@@ -110,7 +115,9 @@ async def open_connection(settings: ImapSettings, conn_lost_cb=None) -> aioimapl
         from flowtui.core.probes.auth import AuthRefused, imap_authenticate
 
         try:
-            await imap_authenticate(imap, settings)
+            token = await imap_authenticate(imap, settings)
+            if token.renew_mono is not None:
+                _RENEW_AT[imap] = token.renew_mono
         except (AuthRefused, TokenError) as exc:
             await _drop(imap)
             raise LoginFailed(f"login refused: {exc}" if isinstance(exc, AuthRefused) else str(exc)) from None
@@ -243,7 +250,7 @@ class MailboxWatcher:
         self._lost = asyncio.Event()
         lost = self._lost
         imap = self._imap = await open_connection(self.settings, conn_lost_cb=lambda exc: lost.set())
-        self._login_renew_mono = _login_renew(self.settings)
+        self._login_renew_mono = _login_renew(imap)
         self.capabilities = {c.upper() for c in imap.protocol.capabilities}
         junk = self.junk_names
         if junk is None:
@@ -513,16 +520,12 @@ class MailboxWatcher:
         return False
 
 
-def _login_renew(settings: ImapSettings) -> float | None:
+def _login_renew(imap: aioimaplib.IMAP4) -> float | None:
     """When a session logged in with an OAuth2 token must log in again (None: never)."""
-    if settings.auth == "password" or not settings.username:
+    renew = _RENEW_AT.get(imap)
+    if renew is None:
         return None
-    from flowtui.core.oauth2 import token_source
-
-    token = token_source(settings, "imap").current
-    if token is None or token.renew_mono is None:
-        return None
-    return max(token.renew_mono, time.monotonic() + 2.0)  # a very short-lived token must not spin
+    return max(renew, time.monotonic() + 2.0)  # a very short-lived token must not spin
 
 
 def _has_exists(push: object) -> bool:
