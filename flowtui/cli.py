@@ -48,6 +48,9 @@ def _lab_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="pure-Python servers (aiosmtpd + pymap): no system packages, no root",
     )
+    up.add_argument("--oauth2-introspection-url", metavar="URL",
+                    help="Postfix lab: also take XOAUTH2/OAUTHBEARER logins, checking tokens at this "
+                    "RFC 7662 endpoint on loopback")
     add("down", "stop everything the lab started")
     add("status", "say what runs")
     add("hold", "hold mail at a hop until release", hop=True)

@@ -934,6 +934,8 @@ def config_warnings(config: Config) -> list[str]:
                 warnings.append(f"{where}.verify_tls: certificate verification is off; anyone on the path can read the password")
             if server.security is Security.NONE and server.password is not None and not _is_loopback(server.host):
                 warnings.append(f"{where}.security: the password is sent unencrypted to {server.host}")
+            if server.security is Security.NONE and server.oauth2 is not None and not _is_loopback(server.host):
+                warnings.append(f"{where}.security: the OAuth2 access token is sent unencrypted to {server.host}")
     return warnings
 
 

@@ -289,3 +289,36 @@ def test_config_errors_name_the_key(tmp_path, monkeypatch, text, words):
     got = error(tmp_path, text)
     assert got.startswith(words), got
     assert "\n" not in got
+
+
+async def test_a_hanging_token_endpoint_times_out(monkeypatch):
+    monkeypatch.setattr(oauth2, "TOKEN_ENDPOINT_TIMEOUT_S", 0.5)
+    with OAuthServer(delay_s=3) as srv:
+        with pytest.raises(TokenError, match=r"^token endpoint 127.0.0.1: .*timed out"):
+            await endpoint_source(srv).get()
+
+
+def test_check_shows_the_token_source_never_a_secret(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from flowtui import checkcmd
+
+    monkeypatch.setenv("RT", "secret-rt-value")
+    (tmp_path / "c.toml").write_text(BASE + """auth = "xoauth2"
+[routes.smtp.oauth2]
+token_url = "https://oauth2.googleapis.com/token"
+client_id = "cid"
+refresh_token_env = "RT"
+scope = "https://mail.google.com/"
+""")
+    assert checkcmd.main(argparse.Namespace(config=str(tmp_path / "c.toml"), login=False)) == 0
+    out = capsys.readouterr().out
+    assert "user a@example.com (xoauth2: refresh_token flow at https://oauth2.googleapis.com/token)" in out
+    assert "secret-rt-value" not in out
+
+
+def test_token_over_plain_text_to_a_remote_host_warns(tmp_path):
+    from flowtui.core.config import config_warnings
+
+    c = load(tmp_path, 'security = "none"\nauth = "xoauth2"\ntoken_command = "x"\n')
+    assert any("the OAuth2 access token is sent unencrypted to smtp.example.com" in w for w in config_warnings(c))
