@@ -314,3 +314,29 @@ def test_check_login_fails_with_the_servers_words(lab, oauth, tmp_path):
     assert "login FAILED (password) at auth: login refused: [AUTHENTICATIONFAILED]" in imap
     assert "flowtui: 2 logins failed" in proc.stderr
     assert "not-the-password" not in proc.stdout + proc.stderr
+
+
+def test_check_login_with_passwords_on_the_lab_config(lab):
+    """The lab's own lab.toml (password logins) through the CLI: both logins work."""
+    need_real_mail()
+    proc = flowtui("check", "-c", str(Path(lab.dir) / "lab.toml"), "--login")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"login ok as {SENDER_USER} (password)" in proc.stdout
+    assert f"login ok as {PROBE_USER} (password)" in proc.stdout
+    assert "IDLE UIDPLUS SPECIAL-USE MOVE" in proc.stdout
+    for password in lab.passwords.values():
+        assert password not in proc.stdout + proc.stderr
+
+
+def test_lab_cli_takes_the_introspection_url(oauth, lab_dir):
+    need_real_mail()
+    proc = flowtui("lab", "up", "--dir", str(lab_dir), "--hops", "2", "--oauth2-introspection-url", oauth.url("/introspect"))
+    try:
+        assert proc.returncode == 0, proc.stderr
+        conf = (lab_dir / "dovecot" / "dovecot.conf").read_text()
+        assert "driver = oauth2" in conf and "xoauth2 oauthbearer" in conf
+        assert f"introspection_url = {oauth.url('/introspect')}" in (lab_dir / "dovecot" / "oauth2.conf.ext").read_text()
+    finally:
+        flowtui("lab", "down", "--dir", str(lab_dir))
+    bad = flowtui("lab", "up", "--dir", str(lab_dir / "x"), "--oauth2-introspection-url", "http://192.0.2.1/introspect")
+    assert bad.returncode == 2 and "must be on loopback" in bad.stderr
