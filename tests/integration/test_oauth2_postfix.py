@@ -340,3 +340,32 @@ def test_lab_cli_takes_the_introspection_url(oauth, lab_dir):
         flowtui("lab", "down", "--dir", str(lab_dir))
     bad = flowtui("lab", "up", "--dir", str(lab_dir / "x"), "--oauth2-introspection-url", "http://192.0.2.1/introspect")
     assert bad.returncode == 2 and "must be on loopback" in bad.stderr
+
+
+async def test_watcher_logs_in_again_with_a_fresh_token_when_the_server_refuses_the_cached_one(lab, oauth, tmp_path):
+    """The server drops the session and forgets the token: the reconnect gets a fresh one."""
+    need_real_mail()
+    config = load_config(write_config(lab, oauth, tmp_path / "c.toml", timeout="15s"))
+    store = Store(config.monitor.database)
+    bus = EventBus()
+    engine = Engine(config, store, bus)
+    try:
+        await engine.start(schedule=False)
+        await engine.wait_ready(15)
+        watcher = engine.route_watcher[config.routes[0].name]
+        assert watcher.state == "idle"
+        before = len([g for g in oauth.state.grants if g.get("refresh_token") == RT_PROBE])
+        oauth.state.revoke_all()
+        watcher._imap.protocol.transport.close()  # the server ends the session
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not (watcher.state == "idle" and watcher._imap is not None
+                                                   and len(oauth.state.introspections) >= 3):
+            await asyncio.sleep(0.2)
+        result = await engine.probe_once(config.routes[0], timeout=15)
+    finally:
+        await engine.stop()
+        store.close()
+    after = len([g for g in oauth.state.grants if g.get("refresh_token") == RT_PROBE])
+    assert after == before + 1
+    assert result.state is ProbeState.DELIVERED, (result.state, result.error)
+    assert not all(active for _, active in oauth.state.introspections)  # the cached one was refused first
