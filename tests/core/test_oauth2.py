@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import sys
 import time
 from pathlib import Path
 
@@ -17,9 +16,7 @@ from flowtui.core.model import OAuth2Settings, Secret, Security, ServerSettings
 from flowtui.core.oauth2 import TokenError, TokenSource, one_line, renew_margin
 from flowtui.core.probes.auth import challenge_words, oauthbearer_response, xoauth2_response
 from flowtui.core.probes.smtp import send_probe
-
-sys.path.insert(0, str(Path(__file__).parent.parent))
-from oauthserver import OAuthServer  # noqa: E402
+from oauthserver import OAuthServer  # tests/ is on sys.path (conftest.py)
 
 
 @pytest.fixture(autouse=True)
