@@ -358,7 +358,18 @@ class MailboxWatcher:
         if self.busy():
             wait = min(wait, 5.0)  # look again soon while probes are pending (junk, missed pushes)
         wait = self._until_renew(wait)
-        idle = await imap.idle_start(timeout=wait + 5)
+        # a connection lost while IDLE starts would leave idle_start waiting for its ack
+        starting = asyncio.ensure_future(imap.idle_start(timeout=wait + 5))
+        dropped = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait({starting, dropped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            dropped.cancel()
+            if not starting.done():
+                starting.cancel()
+        if not starting.done() or starting.cancelled():
+            raise ConnectionError("the server closed the connection")
+        idle = starting.result()
         pushed = None
         deadline = time.monotonic() + wait
         try:
