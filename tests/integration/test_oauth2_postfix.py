@@ -368,3 +368,31 @@ async def test_watcher_logs_in_again_with_a_fresh_token_when_the_server_refuses_
     assert after == before + 1
     assert result.state is ProbeState.DELIVERED, (result.state, result.error)
     assert not all(active for _, active in oauth.state.introspections)  # the cached one was refused first
+
+
+@pytest.mark.parametrize("mech", ["xoauth2", "oauthbearer"])
+async def test_imap_authenticate_without_sasl_ir(lab, oauth, tmp_path, mech):
+    """A server without SASL-IR gets the initial response after its empty continuation."""
+    need_real_mail()
+    import aioimaplib
+
+    from flowtui.core.probes.auth import AuthRefused, imap_authenticate
+    from flowtui.core.probes.smtp import tls_context
+
+    config = load_config(write_config(lab, oauth, tmp_path / "c.toml", imap_auth=mech))
+    settings = config.routes[0].imap
+
+    async def login(settings):
+        imap = aioimaplib.IMAP4(settings.host, settings.port, timeout=10, ssl_context=tls_context(settings))
+        await imap.wait_hello_from_server()
+        imap.protocol.capabilities.discard("SASL-IR")
+        try:
+            await imap_authenticate(imap, settings)
+            return imap.protocol.state
+        finally:
+            await imap.logout()
+
+    assert await login(settings) == "AUTH"
+    bad = load_config(write_config(lab, oauth, tmp_path / "b.toml", imap_auth=mech, imap_oauth="echo wrong")).routes[0].imap
+    with pytest.raises(AuthRefused, match=r"AUTHENTICATIONFAILED.*server says status="):
+        await login(bad)
