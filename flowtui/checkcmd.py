@@ -16,7 +16,11 @@ from flowtui.core.model import Config, ImapSettings, Route, ServerSettings
 
 def _server(kind: str, server: ServerSettings) -> str:
     text = f"  {kind:<5} {server.host}:{server.port} {server.security.value}"
-    if server.username is not None:
+    if server.username is not None and server.oauth2 is not None:
+        o = server.oauth2
+        source = "token_command" if o.token_command else f"{o.flow} flow at {o.token_url}"
+        text += f"  user {server.username} ({server.auth}: {source})"
+    elif server.username is not None:
         source = server.password.source if server.password is not None else "none"
         text += f"  user {server.username} (password: {source})"
     else:
@@ -63,9 +67,43 @@ def render(config: Config) -> str:
     return "\n".join(head + [_route(r) for r in config.routes] + tail)
 
 
+def render_logins(reports: list) -> str:
+    """Per route and server: whether the login works, and what the server offers."""
+    lines: list[str] = []
+    last = None
+    for route, r in reports:
+        if route != last:
+            lines.append(f'route "{route}": logins')
+            last = route
+        s = r.server
+        how = s.auth if s.username else "no login"
+        if r.ok:
+            status = f"login ok as {s.username} ({how})" if r.logged_in else "connected (no login configured)"
+        else:
+            status = f"login FAILED ({how}) at {r.phase}: {r.error}"
+        lines.append(f"  {r.where}: {status}")
+        offers = f"has {' '.join(r.has) or '-'}"
+        if r.lacks:
+            offers += f"; lacks {' '.join(r.lacks)}"
+        offers += f"; AUTH {' '.join(r.mechanisms) or '-'}"
+        lines.append(f"        {offers}")
+    return "\n".join(lines)
+
+
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(render(config))
     for warning in config_warnings(config):
         print(f"flowtui: warning: {warning}", file=sys.stderr)
+    if getattr(args, "login", False):
+        import asyncio
+
+        from flowtui.core.logincheck import check_logins
+
+        reports = asyncio.run(check_logins(config))
+        print(render_logins(reports), flush=True)
+        failed = sum(1 for _, r in reports if not r.ok)
+        if failed:
+            print(f"flowtui: {failed} login{'s' if failed != 1 else ''} failed", file=sys.stderr)
+            return 1
     return 0

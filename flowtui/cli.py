@@ -48,6 +48,9 @@ def _lab_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="pure-Python servers (aiosmtpd + pymap): no system packages, no root",
     )
+    up.add_argument("--oauth2-introspection-url", metavar="URL",
+                    help="Postfix lab: also take XOAUTH2/OAUTHBEARER logins, checking tokens at this "
+                    "RFC 7662 endpoint on loopback")
     add("down", "stop everything the lab started")
     add("status", "say what runs")
     add("hold", "hold mail at a hop until release", hop=True)
@@ -102,6 +105,8 @@ def _check_parser(sub: argparse._SubParsersAction) -> None:
         "and print the routes it defines. Exit 0 when valid, 2 when not.",
     )
     p.add_argument("-c", "--config", required=True, metavar="FILE", help="the config file (TOML)")
+    p.add_argument("--login", action="store_true",
+                   help="also log in to every server and list what it offers (touches no mail); exit 1 if a login fails")
 
 
 def _run_check(args: argparse.Namespace) -> int:

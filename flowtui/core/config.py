@@ -39,9 +39,12 @@ from flowtui.core.model import (
     ALERT_KINDS,
     DMARC_ALERT_KINDS,
     SEVERITIES,
+    AUTH_METHODS,
+    OAUTH2_FLOWS,
     AlertRule,
     Config,
     DmarcSettings,
+    OAuth2Settings,
     DnsSettings,
     NotifierSettings,
     ImapSettings,
@@ -82,7 +85,11 @@ NOTIFY_KINDS = ("log", "bell", "command", "webhook")
 WEBHOOK_FORMATS = ("json", "slack", "teams")
 SERVER_KEYS = (
     "host", "port", "security", "username", "password", "password_env",
-    "password_command", "verify_tls", "ca_file", "timeout",
+    "password_command", "verify_tls", "ca_file", "timeout", "auth", "token_command", "oauth2",
+)
+OAUTH2_KEYS = (
+    "token_url", "client_id", "client_secret_env", "client_secret_command", "refresh_token_env",
+    "refresh_token_command", "scope", "flow", "verify_tls",
 )
 IMAP_ONLY_KEYS = ("folders", "junk_folders", "poll_interval", "idle_renew")
 PASSWORD_KEYS = ("password", "password_env", "password_command")
@@ -474,7 +481,12 @@ class _Reader:
         if username is not None and not username.strip():
             raise self.fail(k("username"), "must not be empty (leave it out for no login)")
 
+        auth = self.choice(table, "auth", k("auth"), AUTH_METHODS, "password")
+        oauth2 = self.oauth2(table, kind, auth, username)
         sources = [key for key in PASSWORD_KEYS if key in table]
+        if sources and auth != "password":
+            raise self.fail(k(sources[0]), f'not used with auth = "{auth}" (the login uses an OAuth2 token: '
+                                           f'token_command or [routes.{kind}.oauth2])')
         if len(sources) > 1:
             raise self.fail(k(sources[1]), f"give only one of {', '.join(sources)}")
         spec = None
@@ -488,7 +500,7 @@ class _Reader:
             if username is None:
                 raise self.fail(k(source), f'a password is given but no {k("username")}')
             spec = _PasswordSpec(source, value)
-        elif username is not None:
+        elif username is not None and auth == "password":
             raise self.fail(k("password"), f"{k('username')} is set but no password: give one of password_env, password_command or password")
 
         fields: dict[str, Any] = {
@@ -500,6 +512,8 @@ class _Reader:
             "verify_tls": self.boolean(table, "verify_tls", k("verify_tls"), True),
             "ca_file": self.path_value(table, "ca_file", k("ca_file")),
             "timeout_s": self.duration(table, "timeout", k("timeout"), "30s"),
+            "auth": auth,
+            "oauth2": oauth2,
         }
         if fields["ca_file"] is not None and not os.path.isfile(fields["ca_file"]):
             raise self.fail(k("ca_file"), f"no such file: {fields['ca_file']}")
@@ -520,6 +534,75 @@ class _Reader:
             if fields["idle_renew_s"] >= IDLE_LIMIT_S:
                 raise self.fail(k("idle_renew"), f"must be less than 29m (servers may drop an IDLE after 30 minutes), got {_describe(table['idle_renew'])}")
         return fields
+
+    def oauth2(self, table: Mapping[str, Any], kind: str, auth: str, username: str | None) -> dict[str, Any] | None:
+        """The token source of an OAuth2 login (secrets still as specs), or None for passwords."""
+        k = lambda key: f"{kind}.{key}"  # noqa: E731
+        given = [key for key in ("token_command", "oauth2") if key in table]
+        if auth == "password":
+            if given:
+                raise self.fail(k(given[0]), f'only used with auth = "xoauth2" or "oauthbearer" (add auth = "xoauth2" to [routes.{kind}])')
+            return None
+        if username is None:
+            raise self.fail(k("username"), f'auth = "{auth}" needs the account to log in as (username = "user@example.com")')
+        if not given:
+            raise self.fail(k("auth"), f'auth = "{auth}" needs a token: token_command = "..." or a [routes.{kind}.oauth2] table')
+        if len(given) > 1:
+            raise self.fail(k("oauth2"), "give only one of token_command, [oauth2]")
+        if given[0] == "token_command":
+            command = self.string(table, "token_command", k("token_command"))
+            if not command.strip():
+                raise self.fail(k("token_command"), "must not be empty")
+            return {"token_command": command, "base_dir": str(self.base)}
+        raw = self.table(table, "oauth2", k("oauth2"), f"[routes.{kind}.oauth2]")
+        p = lambda key: f"{kind}.oauth2.{key}"  # noqa: E731
+        self.check_keys(raw, OAUTH2_KEYS, k("oauth2"))
+        url = self.string(raw, "token_url", p("token_url"), required=True).strip()
+        m = re.fullmatch(r"(https?)://(\[[^\]]+\]|[^/:\s]+)(?::\d+)?(?:/\S*)?", url)
+        if not m:
+            raise self.fail(p("token_url"), f'expected a URL such as "https://login.microsoftonline.com/TENANT/oauth2/v2.0/token", got {_describe(url)}')
+        if m.group(1) == "http" and not _is_loopback(m.group(2).strip("[]")):
+            raise self.fail(p("token_url"), f"must be https:// (the client secret and tokens travel in it), got {_describe(url)}")
+        flow = self.choice(raw, "flow", p("flow"), OAUTH2_FLOWS, "refresh_token")
+        out: dict[str, Any] = {
+            "token_url": url,
+            "flow": flow,
+            "client_id": self.string(raw, "client_id", p("client_id"), required=True).strip(),
+            "scope": (self.string(raw, "scope", p("scope")) or "").strip() or None,
+            "verify_tls": self.boolean(raw, "verify_tls", p("verify_tls"), True),
+        }
+        for secret in ("client_secret", "refresh_token"):
+            sources = [f"{secret}_env", f"{secret}_command"]
+            present = [s for s in sources if s in raw]
+            if len(present) > 1:
+                raise self.fail(p(present[1]), f"give only one of {', '.join(present)}")
+            spec = None
+            if present:
+                value = self.string(raw, present[0], p(present[0]), secret=True)
+                if not value.strip():
+                    raise self.fail(p(present[0]), "must not be empty")
+                if present[0].endswith("_env") and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+                    raise self.fail(p(present[0]), f"expected an environment variable name, got {_describe(value)}")
+                spec = _PasswordSpec("password_env" if present[0].endswith("_env") else "password_command", value)
+                out[f"_{secret}_key"] = p(present[0])
+            out[secret] = spec
+        if flow == "refresh_token" and out["refresh_token"] is None:
+            raise self.fail(k("oauth2"), 'flow = "refresh_token" needs refresh_token_env or refresh_token_command')
+        if flow == "client_credentials":
+            if out["client_secret"] is None:
+                raise self.fail(k("oauth2"), 'flow = "client_credentials" needs client_secret_env or client_secret_command')
+            if out["refresh_token"] is not None:
+                raise self.fail(p(out["_refresh_token_key"].rsplit(".", 1)[1]), 'not used with flow = "client_credentials"')
+        return out
+
+    def oauth2_settings(self, raw: dict[str, Any] | None, cache: dict[_PasswordSpec, Secret]) -> OAuth2Settings | None:
+        if raw is None:
+            return None
+        fields = {key: value for key, value in raw.items() if not key.startswith("_")}
+        for secret in ("client_secret", "refresh_token"):
+            if fields.get(secret) is not None:
+                fields[secret] = self.secret(fields[secret], raw[f"_{secret}_key"], cache)
+        return OAuth2Settings(**fields)
 
     def folders(self, table: Mapping[str, Any], key: str, name: str, allow_empty: bool) -> tuple[str, ...] | None:
         if key not in table:
@@ -922,6 +1005,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         reader.where.route = f'route "{fields["name"]}"'
         smtp["password"] = reader.secret(smtp["password"], f"smtp.{smtp['password'].kind}" if smtp["password"] else "", cache)
         imap["password"] = reader.secret(imap["password"], f"imap.{imap['password'].kind}" if imap["password"] else "", cache)
+        smtp["oauth2"] = reader.oauth2_settings(smtp["oauth2"], cache)
+        imap["oauth2"] = reader.oauth2_settings(imap["oauth2"], cache)
         routes.append(Route(smtp=ServerSettings(**smtp), imap=ImapSettings(**imap), **fields))
     dmarc = None
     if dmarc_raw is not None:
@@ -967,12 +1052,16 @@ def config_warnings(config: Config) -> list[str]:
                 warnings.append(f"{where}.verify_tls: certificate verification is off; anyone on the path can read the password")
             if server.security is Security.NONE and server.password is not None and not _is_loopback(server.host):
                 warnings.append(f"{where}.security: the password is sent unencrypted to {server.host}")
+            if server.security is Security.NONE and server.oauth2 is not None and not _is_loopback(server.host):
+                warnings.append(f"{where}.security: the OAuth2 access token is sent unencrypted to {server.host}")
     if config.dmarc is not None:
         server, where = config.dmarc.imap, f"{shown}: [dmarc]: imap"
         if server.security is not Security.NONE and not server.verify_tls:
             warnings.append(f"{where}.verify_tls: certificate verification is off; anyone on the path can read the password")
         if server.security is Security.NONE and server.password is not None and not _is_loopback(server.host):
             warnings.append(f"{where}.security: the password is sent unencrypted to {server.host}")
+        if server.security is Security.NONE and server.oauth2 is not None and not _is_loopback(server.host):
+            warnings.append(f"{where}.security: the OAuth2 access token is sent unencrypted to {server.host}")
     return warnings
 
 

@@ -172,6 +172,30 @@ class Secret:
         return f"Secret(<hidden>, source={self.source!r})"
 
 
+AUTH_METHODS: tuple[str, ...] = ("password", "xoauth2", "oauthbearer")
+OAUTH2_FLOWS: tuple[str, ...] = ("refresh_token", "client_credentials")
+
+
+@dataclass(frozen=True, slots=True)
+class OAuth2Settings:
+    """Where a server's OAuth2 access token comes from (``auth = "xoauth2" | "oauthbearer"``).
+
+    Either ``token_command`` (a command that prints a token), or the built-in
+    flow against ``token_url``. Secrets are resolved when the config loads; the
+    access token itself is fetched at run time and held in memory only.
+    """
+
+    token_command: str | None = None
+    token_url: str | None = None
+    flow: str = "refresh_token"  # one of OAUTH2_FLOWS
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    refresh_token: Secret | None = None
+    scope: str | None = None
+    verify_tls: bool = True  # of the token endpoint (https)
+    base_dir: str | None = None  # token_command runs here (the config file's directory)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     """One SMTP or IMAP server of a route."""
@@ -184,6 +208,8 @@ class ServerSettings:
     verify_tls: bool = True
     ca_file: str | None = None  # absolute path; None means the system's CAs
     timeout_s: float = 30.0
+    auth: str = "password"  # one of AUTH_METHODS
+    oauth2: OAuth2Settings | None = None  # set when auth is not "password"
 
     def mailbox_key(self) -> tuple[str, int, str | None]:
         """Routes whose IMAP settings share this key share one connection."""

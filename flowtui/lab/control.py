@@ -20,11 +20,14 @@ def _kind(lab_dir: str):
 def main(args: argparse.Namespace) -> int:
     cmd = args.lab_cmd
     if cmd == "up":
+        url = getattr(args, "oauth2_introspection_url", None)
         if args.embedded:
+            if url:
+                raise UserError("lab: --oauth2-introspection-url needs the Postfix lab (not --embedded)")
             from flowtui.lab import embedded_control as impl
         else:
             from flowtui.lab import postfix as impl
-        state = impl.up(args.dir, args.hops)
+        state = impl.up(args.dir, args.hops, **({"oauth2_introspection_url": url} if url else {}))
         print(describe(state))
         return 0
     if cmd == "down":

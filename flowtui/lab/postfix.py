@@ -223,6 +223,24 @@ def _write_dovecot(base: Path, state: LabState, cert: tuple[Path, Path]) -> None
     write_private(d / "users", users)
     shutil.chown(d / "users", "dovecot")  # read by the auth process as user dovecot; 0600
     x = state.extra
+    oauth2 = ""
+    url = x.get("oauth2_introspection_url")
+    if url:  # tokens checked by POSTing them to url (RFC 7662); the answer names the user
+        (d / "oauth2.conf.ext").write_text(
+            "introspection_mode = post\n"
+            f"introspection_url = {url}\n"
+            "force_introspection = yes\n"
+            "username_attribute = username\n"
+            "active_attribute = active\n"
+            "active_value = true\n"
+        )
+        oauth2 = (
+            "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+            f"  args = {d / 'oauth2.conf.ext'}\n}}\n"
+            # tests refuse tokens on purpose, all from 127.0.0.1: no growing penalty, no 2 s delay
+            "auth_failure_delay = 0\n"
+            "service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}\n"
+        )
     conf = f"""\
 base_dir = {d / 'run'}
 state_dir = {d / 'state'}
@@ -237,7 +255,7 @@ ssl = yes
 ssl_cert = <{cert[0]}
 ssl_key = <{cert[1]}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{' xoauth2 oauthbearer' if oauth2 else ''}
 mail_location = maildir:~/Maildir
 first_valid_uid = 100
 namespace inbox {{
@@ -254,9 +272,9 @@ namespace inbox {{
 }}
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {d / 'users'}
+  args = scheme=PLAIN username_format=%u {d / 'users'}{chr(10) + '  mechanisms = plain login' if oauth2 else ''}
 }}
-userdb {{
+{oauth2}userdb {{
   driver = passwd-file
   args = username_format=%u {d / 'users'}
 }}
@@ -295,8 +313,17 @@ def _master_pid(base: Path, hop: int) -> int | None:
     return procs.read_pid(_hop_dir(base, hop) / "spool" / "pid" / "master.pid")
 
 
-def up(lab_dir: str, hops: int) -> LabState:
+def up(lab_dir: str, hops: int, oauth2_introspection_url: str | None = None) -> LabState:
+    """Start the lab. With ``oauth2_introspection_url`` Dovecot (and so Postfix submission,
+    through Dovecot SASL) also takes XOAUTH2 and OAUTHBEARER logins, checking each token
+    at that RFC 7662 introspection endpoint (``{"active": true, "username": ...}``)."""
     check_hops(hops)
+    if oauth2_introspection_url is not None:
+        from urllib.parse import urlsplit
+
+        host = urlsplit(oauth2_introspection_url).hostname or ""
+        if not host.startswith("127.") and host not in ("localhost", "::1"):
+            raise UserError(f"lab: the introspection URL must be on loopback, got {oauth2_introspection_url}")
     preflight()
     base = prepare_dir(lab_dir)
     _check_traversable(base)
@@ -310,7 +337,8 @@ def up(lab_dir: str, hops: int) -> LabState:
         imap_port=ports[hops],
         imaps_port=ports[hops + 1],
         passwords={PROBE_USER: new_password(), SENDER_USER: new_password()},
-        extra={"lmtp_port": ports[hops + 2], "auth_port": ports[hops + 3]},
+        extra={"lmtp_port": ports[hops + 2], "auth_port": ports[hops + 3]}
+        | ({"oauth2_introspection_url": oauth2_introspection_url} if oauth2_introspection_url else {}),
         started=time.time(),
     )
     cert = make_certificate(base / "tls")

@@ -549,10 +549,10 @@ def test_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_example_config_documents_every_key() -> None:
     text = (ROOT / "config.example.toml").read_text()
     keys = set(config_mod.MONITOR_KEYS + config_mod.ROUTE_KEYS + config_mod.SERVER_KEYS + config_mod.IMAP_ONLY_KEYS)
-    keys -= {"smtp", "imap"}  # tables: [routes.smtp], [routes.imap]
+    keys -= {"smtp", "imap", "oauth2"}  # tables: [routes.smtp], [routes.imap], [routes.smtp.oauth2]
     missing = [k for k in sorted(keys) if not re.search(rf"^\s*(#\s*)?{k}\s*=", text, re.M)]
     assert missing == []
-    for table in ("[[alerts]]", "[dns]", "[[notify]]"):
+    for table in ("[[alerts]]", "[dns]", "[[notify]]", "[routes.smtp.oauth2]"):
         assert table in text
 
 

@@ -19,6 +19,7 @@ import email.policy
 import logging
 import re
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import Message
@@ -28,6 +29,7 @@ import aioimaplib
 from aioimaplib.aioimaplib import Command
 
 from flowtui.core.model import ImapSettings, Security
+from flowtui.core.oauth2 import TokenError
 from flowtui.core.probes.smtp import tls_context
 from flowtui.core.token import HEADER, Token, build_message, check_content, expected_message_id, verify_token
 
@@ -40,6 +42,14 @@ _INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"', re.I)
 _LIST_LINE = re.compile(rb'^\(([^)]*)\) (?:"[^"]*"|NIL) (.+)$')
 BACKOFF_S = (1, 2, 4, 8, 15, 30, 60)
 CALIBRATION_ROUTE = "flowtui-push-calibration"  # flowtui's own messages that time the IDLE push
+
+
+# OAuth2 sessions: when each connection should log in again (its token's renew time)
+_RENEW_AT: weakref.WeakKeyDictionary[aioimaplib.IMAP4, float] = weakref.WeakKeyDictionary()
+
+
+class _LoginExpiring(Exception):
+    """The OAuth2 token of this session is about to expire: log in again with a fresh one."""
 
 
 class LoginFailed(Exception):
@@ -101,12 +111,35 @@ async def open_connection(settings: ImapSettings, conn_lost_cb=None) -> aioimapl
     await imap.wait_hello_from_server()
     if settings.security is Security.STARTTLS:
         await starttls(imap, settings)
-    if settings.username:
+    if settings.username and settings.auth != "password":
+        from flowtui.core.probes.auth import AuthRefused, imap_authenticate
+
+        try:
+            token = await imap_authenticate(imap, settings)
+            if token.renew_mono is not None:
+                _RENEW_AT[imap] = token.renew_mono
+        except (AuthRefused, TokenError) as exc:
+            await _drop(imap)
+            raise LoginFailed(f"login refused: {exc}" if isinstance(exc, AuthRefused) else str(exc)) from None
+    elif settings.username:
         r = await imap.login(settings.username, settings.password.value if settings.password else "")
         if r.result != "OK":
             words = " ".join(b.decode(errors="replace") for b in r.lines if isinstance(b, bytes))
             raise LoginFailed(f"login refused: {words or r.result}")
     return imap
+
+
+async def _drop(imap: aioimaplib.IMAP4) -> None:
+    """Close a connection that is of no use (its login failed)."""
+    try:
+        await asyncio.wait_for(imap.logout(), 2)
+    except Exception:
+        pass
+    try:
+        if imap.protocol and imap.protocol.transport:
+            imap.protocol.transport.close()
+    except Exception:
+        pass
 
 
 async def starttls(imap: aioimaplib.IMAP4, settings: ImapSettings) -> None:
@@ -159,6 +192,9 @@ class MailboxWatcher:
         self.wake = asyncio.Event()  # set to make the watcher look now (e.g. a probe was just sent)
         self._lost = asyncio.Event()  # the server closed the connection (noticed even in IDLE)
         self._failures = 0  # failed sessions in a row: the reconnect backoff; 0 once connected
+        self._login_renew_mono: float | None = None  # OAuth2: log in afresh by then (token expiry)
+        self._renewing = False
+        self.relogins = 0  # sessions renewed because their token was about to expire
 
     def _set_state(self, state: str, detail: str = "") -> None:
         self.detail = detail
@@ -173,6 +209,12 @@ class MailboxWatcher:
             except asyncio.CancelledError:
                 await self._close()
                 raise
+            except _LoginExpiring:
+                self.relogins += 1
+                log.info("%s: token about to expire: logging in again with a fresh one", self.name)
+                await self._close()
+                self._renewing = True
+                continue
             except LoginFailed as exc:
                 self._failures += 1
                 self._set_state("down", str(exc))
@@ -202,10 +244,13 @@ class MailboxWatcher:
             pass
 
     async def _session(self) -> None:
-        self._set_state("connecting")
+        if not self._renewing:  # a token renewal is no news: the mailbox stays watched
+            self._set_state("connecting")
+        self._renewing = False
         self._lost = asyncio.Event()
         lost = self._lost
         imap = self._imap = await open_connection(self.settings, conn_lost_cb=lambda exc: lost.set())
+        self._login_renew_mono = _login_renew(imap)
         self.capabilities = {c.upper() for c in imap.protocol.capabilities}
         junk = self.junk_names
         if junk is None:
@@ -227,6 +272,8 @@ class MailboxWatcher:
         self._failures = 0  # a drop after a good session backs off from the start again
         last_junk_check = time.monotonic()
         while True:
+            if self._login_renew_mono is not None and time.monotonic() >= self._login_renew_mono:
+                raise _LoginExpiring()
             pushed = await (self._idle_once(imap) if idle else self._poll_wait())
             await self._check(imap, primary, live=True, pushed_at=pushed)
             others = [f for f in self._folders.values() if f is not primary]
@@ -236,6 +283,12 @@ class MailboxWatcher:
                     await self._check(imap, folder, live=True)
                 await self._select(imap, primary)
                 last_junk_check = time.monotonic()
+
+    def _until_renew(self, wait: float) -> float:
+        """``wait``, cut short so the session is renewed before its token expires."""
+        if self._login_renew_mono is None:
+            return wait
+        return max(0.05, min(wait, self._login_renew_mono - time.monotonic()))
 
     async def _calibrate(self, imap, folder: _Folder) -> float | None:
         """Time how late this server pushes EXISTS: APPEND a message of our own from a
@@ -304,7 +357,19 @@ class MailboxWatcher:
         wait = self.settings.idle_renew_s
         if self.busy():
             wait = min(wait, 5.0)  # look again soon while probes are pending (junk, missed pushes)
-        idle = await imap.idle_start(timeout=wait + 5)
+        wait = self._until_renew(wait)
+        # a connection lost while IDLE starts would leave idle_start waiting for its ack
+        starting = asyncio.ensure_future(imap.idle_start(timeout=wait + 5))
+        dropped = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait({starting, dropped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            dropped.cancel()
+            if not starting.done():
+                starting.cancel()
+        if not starting.done() or starting.cancelled():
+            raise ConnectionError("the server closed the connection")
+        idle = starting.result()
         pushed = None
         deadline = time.monotonic() + wait
         try:
@@ -354,6 +419,7 @@ class MailboxWatcher:
 
     async def _poll_wait(self) -> None:
         wait = min(self.settings.poll_interval_s, 1.0) if self.busy() else self.settings.poll_interval_s
+        wait = self._until_renew(wait)
         waker = asyncio.ensure_future(self.wake.wait())
         dropped = asyncio.ensure_future(self._lost.wait())
         try:
@@ -472,6 +538,14 @@ class MailboxWatcher:
                 return True
         log.warning("%s: could not delete probe UID %s: %s", self.name, uid, r.result)
         return False
+
+
+def _login_renew(imap: aioimaplib.IMAP4) -> float | None:
+    """When a session logged in with an OAuth2 token must log in again (None: never)."""
+    renew = _RENEW_AT.get(imap)
+    if renew is None:
+        return None
+    return max(renew, time.monotonic() + 2.0)  # a very short-lived token must not spin
 
 
 def _has_exists(push: object) -> bool:

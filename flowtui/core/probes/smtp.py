@@ -14,6 +14,7 @@ import aiosmtplib
 
 from flowtui.core.headers import valid_text
 from flowtui.core.model import Security, ServerSettings
+from flowtui.core.oauth2 import TokenError
 
 _QUEUE_ID = re.compile(r"(?:queued as|queued with id|id=|\bid\b)\s*<?([A-Za-z0-9._\-]{4,64})", re.IGNORECASE)
 
@@ -122,7 +123,9 @@ async def send_probe(
             mark("tls")
         if server.username:
             phase = "auth"
-            await client.login(server.username, server.password.value if server.password else "")
+            from flowtui.core.probes.auth import smtp_login
+
+            await smtp_login(client, server)
             mark("auth")
         phase = "data"
         _, reply = await client.sendmail(mail_from, [rcpt_to], data)
@@ -131,7 +134,7 @@ async def send_probe(
         out.ok = True
         out.reply = valid_text(" ".join(reply.split()))
         out.queue_id = queue_id_of(out.reply)
-    except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError, ValueError) as exc:
+    except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError, ValueError, TokenError) as exc:
         out.error = valid_text(_words(exc))  # servers may send bytes that are not UTF-8
         out.error_phase = phase
     finally:
