@@ -1013,6 +1013,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         fields, imap = dmarc_raw
         reader.where.route = "[dmarc]"
         imap["password"] = reader.secret(imap["password"], f"imap.{imap['password'].kind}" if imap["password"] else "", cache)
+        imap["oauth2"] = reader.oauth2_settings(imap["oauth2"], cache)
         reader.where.route = None
         dmarc = DmarcSettings(imap=ImapSettings(**imap), **fields)
     return Config(

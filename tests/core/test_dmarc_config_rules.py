@@ -221,3 +221,11 @@ def test_a_restarted_monitor_does_not_fire_a_firing_dmarc_alert_again():
     resolved = again.observe_dmarc(rule, {}, 300.0)
     assert [(t.kind, t.alert.id) for t in resolved] == [("resolved", fired[0].alert.id)]
     assert again.tick(400.0) == []  # not a route rule: ticks leave it alone
+
+
+def test_dmarc_mailbox_can_log_in_with_oauth2(tmp_path):
+    imap = {"host": "127.0.0.1", "port": 993, "security": "tls", "username": "dmarc@example.com",
+            "auth": "xoauth2", "token_command": "printf tok"}
+    c = load_config(_cfg(tmp_path, {"imap": imap}))
+    assert c.dmarc.imap.auth == "xoauth2"
+    assert c.dmarc.imap.oauth2 is not None and c.dmarc.imap.oauth2.token_command == "printf tok"
