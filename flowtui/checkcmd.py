@@ -31,8 +31,9 @@ def _server(kind: str, server: ServerSettings) -> str:
         text += f"  ca {server.ca_file}"
     if isinstance(server, ImapSettings):
         text += f"\n        folders {', '.join(server.folders)}"
-        junk = "(SPECIAL-USE \\Junk)" if server.junk_folders is None else ", ".join(server.junk_folders) or "(none)"
-        text += f"  junk {junk}"
+        if kind != "bounces":  # read-only, searched for failure reports: no junk folders
+            junk = "(SPECIAL-USE \\Junk)" if server.junk_folders is None else ", ".join(server.junk_folders) or "(none)"
+            text += f"  junk {junk}"
     return text
 
 
@@ -43,6 +44,7 @@ def _route(route: Route) -> str:
         f"  {route.mail_from} -> {route.rcpt_to}",
         _server("smtp", route.smtp),
         _server("imap", route.imap),
+        *([_server("bounces", route.bounces)] if route.bounces is not None else []),
         f"  every {d(route.interval_s)} (jitter {d(route.jitter_s)}), timeout {d(route.timeout_s)}, "
         f"warn {d(route.warn_s)}, crit {d(route.crit_s)}"
         + (", require_tls" if route.require_tls else "")
@@ -73,7 +75,7 @@ def render_logins(reports: list) -> str:
     last = None
     for route, r in reports:
         if route != last:
-            lines.append(f'route "{route}": logins')
+            lines.append(f"{route}: logins" if route.startswith("[") else f'route "{route}": logins')
             last = route
         s = r.server
         how = s.auth if s.username else "no login"

@@ -33,12 +33,13 @@ def make_message(subject: str = "lab test") -> tuple[str, bytes]:
     return msgid, data
 
 
-async def send(state: LabState, data: bytes, hop: int = 1, timeout: float = 15) -> tuple[dict, str]:
+async def send(state: LabState, data: bytes, hop: int = 1, timeout: float = 15,
+               to: str = PROBE_USER) -> tuple[dict, str]:
     """Submit to the lab's submission hop: STARTTLS, AUTH as the sender."""
     return await aiosmtplib.send(
         data,
         sender=SENDER_USER,
-        recipients=[PROBE_USER],
+        recipients=[to],
         hostname="127.0.0.1",
         port=state.smtp_ports[hop - 1],
         start_tls=True,
@@ -49,13 +50,13 @@ async def send(state: LabState, data: bytes, hop: int = 1, timeout: float = 15) 
     )
 
 
-async def imap_login(state: LabState, tls: bool = True) -> aioimaplib.IMAP4:
+async def imap_login(state: LabState, tls: bool = True, user: str = PROBE_USER) -> aioimaplib.IMAP4:
     if tls:
         imap = aioimaplib.IMAP4_SSL("127.0.0.1", state.imaps_port, ssl_context=tls_context(state), timeout=15)
     else:
         imap = aioimaplib.IMAP4("127.0.0.1", state.imap_port, timeout=15)
     await imap.wait_hello_from_server()
-    r = await imap.login(PROBE_USER, state.passwords[PROBE_USER])
+    r = await imap.login(user, state.passwords[user])
     assert r.result == "OK", r
     return imap
 

@@ -71,7 +71,7 @@ RESERVED_TOP_KEYS: tuple[str, ...] = ()
 MONITOR_KEYS = ("database", "interval", "timeout", "secret_file", "default_alerts", "retention", "rollup_retention")
 ROUTE_KEYS = (
     "name", "interval", "timeout", "jitter", "from", "to", "subject", "body",
-    "attachment_size", "warn", "crit", "require_tls", "smtp", "imap", "alerts",
+    "attachment_size", "warn", "crit", "require_tls", "smtp", "imap", "bounces", "alerts",
 )
 ALERT_KEYS = (
     "name", "kind", "severity", "routes", "metric", "warn", "crit", "m", "n", "count",
@@ -433,6 +433,8 @@ class _Reader:
                 raise self.fail(None, f"missing required table [routes.{key}]")
         smtp = self.server(self.table(table, "smtp", "smtp", "[routes.smtp]"), "smtp")
         imap = self.server(self.table(table, "imap", "imap", "[routes.imap]"), "imap")
+        if "bounces" in table:  # the sender's mailbox: IMAP settings, searched read-only for DSNs
+            fields["_bounces"] = self.server(self.table(table, "bounces", "bounces", "[routes.bounces]"), "imap", "bounces")
 
         lab = _is_loopback(smtp["host"]) and _is_loopback(imap["host"])
         fields["warn_s"] = self.duration(table, "warn", "warn", LOOPBACK_WARN_S if lab else DEFAULT_WARN_S)
@@ -452,11 +454,13 @@ class _Reader:
             raise self.fail(key, f'expected a bare address such as "probe@example.com", got {_describe(value)}')
         return value
 
-    def server(self, table: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    def server(self, table: Mapping[str, Any], kind: str, name: str | None = None) -> dict[str, Any]:
+        """An SMTP or IMAP server table; ``name`` is its table's name in messages (default: kind)."""
         allowed = SERVER_KEYS + (IMAP_ONLY_KEYS if kind == "imap" else ())
         elsewhere = {k: "[routes.imap]" for k in IMAP_ONLY_KEYS} if kind == "smtp" else None
-        self.check_keys(table, allowed, kind, elsewhere)
-        k = lambda key: f"{kind}.{key}"  # noqa: E731
+        label = name or kind
+        self.check_keys(table, allowed, label, elsewhere)
+        k = lambda key: f"{label}.{key}"  # noqa: E731
 
         host = self.string(table, "host", k("host"), required=True).strip()
         if host.startswith("[") and host.endswith("]"):
@@ -482,11 +486,11 @@ class _Reader:
             raise self.fail(k("username"), "must not be empty (leave it out for no login)")
 
         auth = self.choice(table, "auth", k("auth"), AUTH_METHODS, "password")
-        oauth2 = self.oauth2(table, kind, auth, username)
+        oauth2 = self.oauth2(table, label, auth, username)
         sources = [key for key in PASSWORD_KEYS if key in table]
         if sources and auth != "password":
             raise self.fail(k(sources[0]), f'not used with auth = "{auth}" (the login uses an OAuth2 token: '
-                                           f'token_command or [routes.{kind}.oauth2])')
+                                           f'token_command or [routes.{label}.oauth2])')
         if len(sources) > 1:
             raise self.fail(k(sources[1]), f"give only one of {', '.join(sources)}")
         spec = None
@@ -1007,6 +1011,12 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         imap["password"] = reader.secret(imap["password"], f"imap.{imap['password'].kind}" if imap["password"] else "", cache)
         smtp["oauth2"] = reader.oauth2_settings(smtp["oauth2"], cache)
         imap["oauth2"] = reader.oauth2_settings(imap["oauth2"], cache)
+        bounces = fields.pop("_bounces", None)
+        if bounces is not None:
+            kind = bounces["password"].kind if bounces["password"] else ""
+            bounces["password"] = reader.secret(bounces["password"], f"bounces.{kind}" if kind else "", cache)
+            bounces["oauth2"] = reader.oauth2_settings(bounces["oauth2"], cache)
+            fields["bounces"] = ImapSettings(**bounces)
         routes.append(Route(smtp=ServerSettings(**smtp), imap=ImapSettings(**imap), **fields))
     dmarc = None
     if dmarc_raw is not None:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from flowtui.core.events import EventBus, MailboxStateChanged, ProbeCompleted, ProbeSent
 from flowtui.core.headers import parse_authentication_results, parse_received_chain
-from flowtui.core.model import Config, ProbeResult, ProbeState, Route
+from flowtui.core.model import Bounce, Config, ProbeResult, ProbeState, Route
+from flowtui.core.probes.bounces import BounceWatcher
 from flowtui.core.probes.imap import FoundProbe, MailboxWatcher
 from flowtui.core.probes.smtp import send_probe
 from flowtui.core.storage import Store
@@ -49,6 +50,7 @@ class Engine:
         self.pending: dict[str, _Pending] = {}
         self.watchers: dict[tuple, MailboxWatcher] = {}
         self.route_watcher: dict[str, MailboxWatcher] = {}
+        self.bounce_watchers: dict[tuple, BounceWatcher] = {}
         self.missed_schedules = 0
         self.duplicates = 0
         self._seq: dict[str, int] = {}
@@ -84,6 +86,17 @@ class Engine:
             for r in routes:
                 self.route_watcher[r.name] = watcher
             self._tasks.append(asyncio.create_task(watcher.run(), name=f"watch {watcher.name}"))
+        bounce_groups: dict[tuple, list[Route]] = {}
+        for route in self.routes.values():
+            if route.bounces is not None:
+                bounce_groups.setdefault(route.bounces.mailbox_key(), []).append(route)
+        for key, routes in bounce_groups.items():
+            names = tuple(r.name for r in routes)
+            folders = tuple(dict.fromkeys(f for r in routes for f in r.bounces.folders))
+            bw = BounceWatcher(replace(routes[0].bounces, folders=folders),
+                               lambda names=names: self._bounce_wanted(names), self._on_bounce)
+            self.bounce_watchers[key] = bw
+            self._tasks.append(asyncio.create_task(bw.run(), name=f"bounces {bw.name}"))
         self._tasks.append(asyncio.create_task(self._expire_loop(), name="expire"))
         if schedule:
             n = len(self.routes)
@@ -241,6 +254,24 @@ class Engine:
         pending = self._arrived.pop(found.token.probe_id, None)
         if pending is not None:
             pending.done.set()
+
+    # ------------------------------------------------------------ bounces
+    def _bounce_wanted(self, route_names: tuple[str, ...]) -> list[tuple[str, str, float]]:
+        """Probes of these routes a bounce could be about: sent, not arrived (pending or lost)."""
+        return [
+            (pid, p.result.message_id, p.result.sent_at) for pid, p in self.pending.items()
+            if p.route.name in route_names and p.result.message_id
+            and p.result.state in (ProbeState.PENDING, ProbeState.LOST) and p.result.submit_s is not None
+        ]
+
+    def _on_bounce(self, probe_id: str, bounce: Bounce, at: float) -> None:
+        """A failure report for one of our probes: it is bounced, with the reason (final)."""
+        pending = self.pending.get(probe_id)
+        if pending is None or pending.result.state not in (ProbeState.PENDING, ProbeState.LOST):
+            return
+        log.info("probe %s of %s bounced: %s", probe_id, pending.route.name, bounce.diagnostic or bounce.status)
+        self._update(pending, replace(pending.result, state=ProbeState.BOUNCED, bounce=bounce, detected_at=at))
+        self.pending.pop(probe_id, None)  # final, lost or not
 
     # ------------------------------------------------------------ arrivals
     async def _on_found(self, found: FoundProbe) -> None:

@@ -146,14 +146,19 @@ def _imap_failed(server: ImapSettings, caps: set[str], words: str, phase: str) -
 
 
 async def check_logins(config: Config) -> list[tuple[str, LoginReport]]:
-    """(route name, report) for both servers of every route; a server shared by routes is tried once."""
+    """(route name, report) for every server of every route (SMTP, IMAP, the bounce
+    mailbox) and the [dmarc] mailbox; a server shared by routes is tried once."""
     done: dict[tuple, asyncio.Task[LoginReport]] = {}
     out = []
-    for route in config.routes:
-        for kind, server in (("smtp", route.smtp), ("imap", route.imap)):
-            key = (kind, server)
-            if key not in done:
-                coro = check_smtp(server) if kind == "smtp" else check_imap(server)  # type: ignore[arg-type]
-                done[key] = asyncio.ensure_future(coro)
-            out.append((route.name, done[key]))
+    servers = [(route.name, kind, server) for route in config.routes
+               for kind, server in (("smtp", route.smtp), ("imap", route.imap), ("imap", route.bounces))
+               if server is not None]
+    if config.dmarc is not None:
+        servers.append(("[dmarc]", "imap", config.dmarc.imap))
+    for name, kind, server in servers:
+        key = (kind, server)
+        if key not in done:
+            coro = check_smtp(server) if kind == "smtp" else check_imap(server)  # type: ignore[arg-type]
+            done[key] = asyncio.ensure_future(coro)
+        out.append((name, done[key]))
     return [(name, await task) for name, task in out]

@@ -240,6 +240,7 @@ class Route:
     warn_s: float = 90.0
     crit_s: float = 300.0
     require_tls: bool = False
+    bounces: ImapSettings | None = None  # the envelope sender's mailbox, where bounces come back
 
 
 @dataclass(frozen=True, slots=True)

@@ -542,6 +542,8 @@ def test_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [r.name for r in cfg.routes] == ["hq-to-gmail", "lab"]
     hq = cfg.routes[0]
     assert hq.imap.password.value == "example-FLOWTUI_HQ_IMAP"
+    assert hq.bounces is not None and hq.bounces.password.value == "example-FLOWTUI_HQ_BOUNCES"
+    assert hq.bounces.folders == ("INBOX",) and hq.bounces.poll_interval_s == 30 and cfg.routes[1].bounces is None
     assert hq.attachment_bytes == 10_000 and hq.require_tls
     assert not re.search(r"^\s*password\s*=", text, re.M)  # no literal passwords in the example
 
@@ -549,10 +551,10 @@ def test_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_example_config_documents_every_key() -> None:
     text = (ROOT / "config.example.toml").read_text()
     keys = set(config_mod.MONITOR_KEYS + config_mod.ROUTE_KEYS + config_mod.SERVER_KEYS + config_mod.IMAP_ONLY_KEYS)
-    keys -= {"smtp", "imap", "oauth2"}  # tables: [routes.smtp], [routes.imap], [routes.smtp.oauth2]
+    keys -= {"smtp", "imap", "oauth2", "bounces"}  # tables: [routes.smtp], [routes.imap], [routes.smtp.oauth2], ...
     missing = [k for k in sorted(keys) if not re.search(rf"^\s*(#\s*)?{k}\s*=", text, re.M)]
     assert missing == []
-    for table in ("[[alerts]]", "[dns]", "[[notify]]", "[routes.smtp.oauth2]"):
+    for table in ("[[alerts]]", "[dns]", "[[notify]]", "[routes.smtp.oauth2]", "[routes.bounces]"):
         assert table in text
 
 
@@ -584,3 +586,14 @@ def test_limits_found_by_trying_to_break_it(tmp_path: Path, mods, where, words) 
     (tmp_path / "bad.pem").write_text("not a certificate")
     message = _error(_write(tmp_path, _doc(mods)))
     assert where in message and words in message and "p" * 100 not in message
+
+
+@pytest.mark.parametrize("bounces, error", [
+    ({"host": "127.0.0.1", "usrname": "x"}, 'route "hq": bounces: unknown key "usrname" (did you mean "username"?)'),
+    ({"host": "127.0.0.1", "username": "x"}, 'route "hq": bounces.password: bounces.username is set but no password'),
+    ({"port": 993}, 'route "hq": missing required key "bounces.host"'),
+    ({"host": "127.0.0.1", "folders": []}, 'route "hq": bounces.folders'),
+    ("imap.example.com", 'route "hq": bounces: expected a table ([routes.bounces])'),
+])
+def test_bounce_mailbox_errors_name_the_table(tmp_path: Path, bounces, error) -> None:
+    assert error in _error(_write(tmp_path, _doc({"routes.0.bounces": bounces})))
