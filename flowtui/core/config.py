@@ -1041,11 +1041,12 @@ def config_warnings(config: Config) -> list[str]:
     """Things in a valid config worth a warning, one line each (file mode is read now)."""
     shown = config.path
     warnings: list[str] = []
-    literal = any(
-        server.password is not None and server.password.source == "literal"
-        for route in config.routes
-        for server in (route.smtp, route.imap)
-    )
+    servers = [(f'{shown}: route "{route.name}": {kind}', server) for route in config.routes
+               for kind, server in (("smtp", route.smtp), ("imap", route.imap), ("bounces", route.bounces))
+               if server is not None]
+    if config.dmarc is not None:
+        servers.append((f"{shown}: [dmarc]: imap", config.dmarc.imap))
+    literal = any(server.password is not None and server.password.source == "literal" for _, server in servers)
     if literal:
         try:
             mode = stat.S_IMODE(os.stat(config.path).st_mode)
@@ -1056,17 +1057,7 @@ def config_warnings(config: Config) -> list[str]:
                 f"{shown}: holds a literal password but is readable by group or others "
                 f"(mode {mode:04o}); run 'chmod 600' on it, or use password_env / password_command"
             )
-    for route in config.routes:
-        for kind, server in (("smtp", route.smtp), ("imap", route.imap)):
-            where = f'{shown}: route "{route.name}": {kind}'
-            if server.security is not Security.NONE and not server.verify_tls:
-                warnings.append(f"{where}.verify_tls: certificate verification is off; anyone on the path can read the password")
-            if server.security is Security.NONE and server.password is not None and not _is_loopback(server.host):
-                warnings.append(f"{where}.security: the password is sent unencrypted to {server.host}")
-            if server.security is Security.NONE and server.oauth2 is not None and not _is_loopback(server.host):
-                warnings.append(f"{where}.security: the OAuth2 access token is sent unencrypted to {server.host}")
-    if config.dmarc is not None:
-        server, where = config.dmarc.imap, f"{shown}: [dmarc]: imap"
+    for where, server in servers:
         if server.security is not Security.NONE and not server.verify_tls:
             warnings.append(f"{where}.verify_tls: certificate verification is off; anyone on the path can read the password")
         if server.security is Security.NONE and server.password is not None and not _is_loopback(server.host):

@@ -130,7 +130,7 @@ async def open_connection(settings: ImapSettings, conn_lost_cb=None) -> aioimapl
 
 
 async def _drop(imap: aioimaplib.IMAP4) -> None:
-    """Close a connection that is of no use (its login failed)."""
+    """Log out (2 s at most) and close the transport, whatever state it is in."""
     try:
         await asyncio.wait_for(imap.logout(), 2)
     except Exception:
@@ -234,14 +234,9 @@ class MailboxWatcher:
         try:
             if imap.protocol and imap.protocol.has_pending_idle_command():
                 imap.idle_done()
-            await asyncio.wait_for(imap.logout(), 2)
         except Exception:
             pass
-        try:
-            if imap.protocol and imap.protocol.transport:
-                imap.protocol.transport.close()
-        except Exception:
-            pass
+        await _drop(imap)
 
     async def _session(self) -> None:
         if not self._renewing:  # a token renewal is no news: the mailbox stays watched
