@@ -63,6 +63,8 @@ class AlertEngine:
         for route in self.config.routes:
             probes += await asyncio.to_thread(self.store.last_probes, route.name, 50, with_hops=True)
         self.book.restore(firing, probes)
+        if self._dns_enabled:  # record values from before this start: changes meanwhile are changes
+            self.book.restore_dns(await asyncio.to_thread(self.store.last_dns_values))
         self._sub = self.bus.subscribe()
         self._tasks.append(asyncio.create_task(self._consume(), name="alerts"))
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="alerts tick"))

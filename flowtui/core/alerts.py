@@ -130,6 +130,16 @@ class AlertBook:
             out += self._evaluate(route, now, None)
         return out
 
+    def restore_dns(self, values: dict[tuple[str, str], str]) -> None:
+        """The last record values seen before a restart: a change while flowtui was
+        down is then a change, not a first sight."""
+        for rule in self.rules:
+            if rule.kind == "dns":
+                for (domain, kind), value in values.items():
+                    st = self._dns.setdefault((rule.name, f"{domain}/{kind}"), _DnsState())
+                    if st.value is None:
+                        st.value, st.seen = value, True
+
     def observe_dns(self, obs: DnsObservation, now: float) -> list[Transition]:
         out: list[Transition] = []
         for rule in self.rules:

@@ -946,6 +946,10 @@ class Store:
         rows = self._reader().execute(sql, (*args, limit)).fetchall()
         return [AlertRecord(**dict(r)) for r in rows]
 
+    def last_dns_values(self) -> dict[tuple[str, str], str]:
+        """(domain, kind) -> the newest value stored for it (records that existed)."""
+        return self.read(_last_dns_values)
+
     def dns_checks(self, domain: str, kind: str, n: int = 2) -> list[DnsCheckRecord]:
         """The newest ``n`` checks of one record, oldest first (compare the last two for a change)."""
         rows = self._reader().execute(
@@ -954,6 +958,16 @@ class Store:
             (domain, kind, n),
         ).fetchall()
         return [DnsCheckRecord(**dict(r)) for r in reversed(rows)]
+
+
+def _last_dns_values(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
+    """The newest stored value of every (domain, kind) that had one (for change detection)."""
+    rows = conn.execute(
+        "SELECT d.domain, d.kind, d.value FROM dns_checks d JOIN (SELECT domain, kind, MAX(checked_at) AS at "
+        "FROM dns_checks WHERE value IS NOT NULL GROUP BY domain, kind) m "
+        "ON d.domain = m.domain AND d.kind = m.kind AND d.checked_at = m.at WHERE d.value IS NOT NULL"
+    ).fetchall()
+    return {(r[0], r[1]): r[2] for r in rows}
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:

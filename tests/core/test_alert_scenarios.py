@@ -136,3 +136,25 @@ async def test_an_acknowledgement_stored_elsewhere_stops_notifications(tmp_path)
     finally:
         await engine.stop()
         store.close()
+
+
+def test_dns_values_from_before_a_restart_make_a_change_meanwhile_a_change(tmp_path) -> None:
+    from flowtui.core.storage import DnsCheckRecord, Store
+
+    with Store(tmp_path / "d.db") as store:
+        store.write_dns_check(DnsCheckRecord("example.com", "MX", 100.0, "10 mx1.example.com.", None))
+        store.write_dns_check(DnsCheckRecord("example.com", "MX", 200.0, "10 mx2.example.com.", None))
+        store.write_dns_check(DnsCheckRecord("example.com", "MX", 300.0, None, "timed out"))  # no answer: not a value
+        store.write_dns_check(DnsCheckRecord("example.com", "SPF", 200.0, "v=spf1 -all", None))
+        store.flush_sync()
+        values = store.last_dns_values()
+    assert values == {("example.com", "MX"): "10 mx2.example.com.", ("example.com", "SPF"): "v=spf1 -all"}
+
+    rules = parse_alert_rules([{"kind": "dns"}])
+    book = AlertBook(rules, {})
+    book.restore_dns(values)
+    assert book.observe_dns(DnsObservation("example.com", "SPF", value="v=spf1 -all"), 400.0) == []
+    [changed] = book.observe_dns(DnsObservation("example.com", "MX", value="10 evil.example.net."), 400.0)
+    assert changed.kind == "fired" and "mx2.example.com" in changed.alert.message and "evil" in changed.alert.message
+    fresh = AlertBook(rules, {})  # without the restore, the first sight is only a baseline
+    assert fresh.observe_dns(DnsObservation("example.com", "MX", value="10 evil.example.net."), 400.0) == []
