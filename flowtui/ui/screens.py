@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import time
 from datetime import datetime, timezone
 
 from textual import on, work
@@ -47,10 +48,12 @@ class ThemedScreen(Screen):
 
 
 class ProbesLoaded(Message):
-    def __init__(self, results: list[ProbeResult], rollup: tuple | None = None) -> None:
+    def __init__(self, results: list[ProbeResult], rollup: tuple | None = None,
+                 hops: dict[str, int] | None = None) -> None:
         super().__init__()
         self.results = results
         self.rollup = rollup  # (Agg, Split, {bucket start: Agg}) when the window came from roll-ups
+        self.hops = hops or {}  # probe id -> hop count, for the newest probes listed
 
 
 # --------------------------------------------------------------------------- inspector
@@ -282,10 +285,9 @@ def chart(results: list[ProbeResult], since: float, until: float, width: int, he
     for b in bins:
         ok = [r for r in b if r.total_s is not None and r.state in (ProbeState.DELIVERED, ProbeState.LATE)]
         lost = any(r.state not in (ProbeState.DELIVERED, ProbeState.LATE, ProbeState.PENDING) for r in b)
-        sub = statistics.fmean([r.submit_s or 0.0 for r in ok]) if ok else 0.0
-        tot = statistics.fmean([r.total_s for r in ok]) if ok else 0.0  # type: ignore[misc]
-        cols.append((sub, tot, lost))
-    return draw_columns(cols, width, height, c)
+        worst = max(ok, key=lambda r: r.total_s or 0.0, default=None)  # a monitor shows the slowest, not a mean
+        cols.append((worst.submit_s or 0.0, worst.total_s or 0.0) + (lost,) if worst else (0.0, 0.0, lost))
+    return draw_columns(cols, width, height, c, since, until)
 
 
 def rollup_chart(trend: dict, since: float, until: float, width: int, height: int, c: dict[str, str]) -> list[str]:
@@ -302,10 +304,11 @@ def rollup_chart(trend: dict, since: float, until: float, width: int, height: in
             a[3] += agg.hists["total"].n
             a[4] += sum(agg.counts[k] for k in ("lost", "bounced", "junk", "send_failed", "corrupted"))
     cols = [(a[0] / a[1] if a[1] and a[3] else 0.0, a[2] / a[3] if a[3] else 0.0, a[4] > 0) for a in acc]
-    return draw_columns(cols, width, height, c)
+    return draw_columns(cols, width, height, c, since, until)
 
 
-def draw_columns(cols: list[tuple[float, float, bool]], width: int, height: int, c: dict[str, str]) -> list[str]:
+def draw_columns(cols: list[tuple[float, float, bool]], width: int, height: int, c: dict[str, str],
+                 since: float | None = None, until: float | None = None) -> list[str]:
     ceiling = max([t for _, t, _ in cols] + [0.001])
     lines = []
     for y in range(height, 0, -1):
@@ -322,7 +325,15 @@ def draw_columns(cols: list[tuple[float, float, bool]], width: int, height: int,
         label = f"{seconds(ceiling):>6}" if y == height else " " * 6
         lines.append(f"{label}│{''.join(cells)}")
     lines.append(" " * 6 + "└" + "─" * width)
+    if since is not None and until is not None:  # the time axis: its two ends (UTC)
+        left, right = time_label(since, until - since), time_label(until, until - since)
+        lines.append(" " * 7 + left + " " * max(1, width - len(left) - len(right)) + right)
     return lines
+
+
+def time_label(epoch: float, span: float) -> str:
+    fmt = "%H:%M" if span <= 86400 else "%m-%d %H:%M" if span <= 8 * 86400 else "%Y-%m-%d"
+    return time.strftime(fmt, time.gmtime(epoch)) + ("Z" if span <= 8 * 86400 else "")
 
 
 class DetailScreen(ThemedScreen):
@@ -343,6 +354,7 @@ class DetailScreen(ThemedScreen):
         self.window = window
         self.results: list[ProbeResult] = []
         self.rollup: tuple | None = None
+        self.hops: dict[str, int] = {}
         self.loaded = False
 
     def compose(self) -> ComposeResult:
@@ -373,14 +385,18 @@ class DetailScreen(ThemedScreen):
                 return agg, split, trend_aggs(conn, self.route, split, HOUR if span <= 14 * DAY else DAY, now)
 
             rollup = store.read(read)
-            self.post_message(ProbesLoaded(store.last_probes(self.route, 50), rollup=rollup))
+            newest = store.last_probes(self.route, 50, with_hops=True)
+            self.post_message(ProbesLoaded(newest, rollup=rollup, hops={r.probe_id: len(r.hops) for r in newest}))
             return
         results = store.last_probes(self.route, 20_000)
-        self.post_message(ProbesLoaded([r for r in results if r.sent_at >= now - span]))
+        newest = store.last_probes(self.route, 50, with_hops=True)
+        self.post_message(ProbesLoaded([r for r in results if r.sent_at >= now - span],
+                                       hops={r.probe_id: len(r.hops) for r in newest}))
 
     def on_probes_loaded(self, message: ProbesLoaded) -> None:
         self.results = message.results
         self.rollup = message.rollup
+        self.hops = message.hops
         self.loaded = True
         self.rerender()
 
@@ -404,12 +420,15 @@ class DetailScreen(ThemedScreen):
         name, span = WINDOWS[self.window]
         windows = "  ".join(f"[b]\\[{n}][/b]" if i == self.window else f"{i + 1}:{n}" for i, (n, _) in enumerate(WINDOWS))
         self.query_one("#detail-title", Static).update(f"[b]{safe_text(self.route)}[/b]  window {windows}")
-        width = max(10, self.size.width - 10)
+        # the label (6) and axis (1), the chart's padding (2) and the scroll bar (2); taller on a big screen
+        width = max(10, self.size.width - 12)
+        height = max(4, min(24, (self.size.height - 12) // 2))
         key = f"[{c.get('submit', '')}]█[/] submit  [{c.get('transit', '')}]█[/] transit  ✕ failed"
         if self.rollup is not None:
-            self._rerender_rollup(now, span, width, key, c)
+            self._rerender_rollup(now, span, width, height, key, c)
             return
-        self.query_one("#chart", Static).update("\n".join(chart(self.results, now - span, now, width, 6, c)) + "\n" + key)
+        self.query_one("#chart", Static).update(
+            "\n".join(chart(self.results, now - span, now, width, height, c)) + "\n" + key + "  (bars: slowest probe)")
         st = WindowStats.from_results(self.results)
         subs = [r.submit_s for r in self.results if r.submit_s is not None]
         trans = [r.transit_s for r in self.results if r.transit_s is not None]
@@ -423,12 +442,12 @@ class DetailScreen(ThemedScreen):
         t.clear()
         for r in reversed(self.results[-50:]):
             t.add_row(str(r.seq), hhmmss(r.sent_at), r.state.value, seconds(r.submit_s), seconds(r.transit_s),
-                      seconds(r.total_s), "-", key=r.probe_id)
+                      seconds(r.total_s), str(self.hops[r.probe_id]) if self.hops.get(r.probe_id) else "-", key=r.probe_id)
 
 
-    def _rerender_rollup(self, now: float, span: float, width: int, key: str, c: dict[str, str]) -> None:
+    def _rerender_rollup(self, now: float, span: float, width: int, height: int, key: str, c: dict[str, str]) -> None:
         agg, split, trend = self.rollup  # type: ignore[misc]
-        lines = rollup_chart(trend, now - span, now, width, 6, c)
+        lines = rollup_chart(trend, now - span, now, width, height, c)
         self.query_one("#chart", Static).update("\n".join(lines) + "\n" + key + f"  (from roll-ups: {split.source})")
         n = agg.counts
         decided = n["count"] - n["pending"]
@@ -444,7 +463,7 @@ class DetailScreen(ThemedScreen):
         t.clear()
         for r in reversed(self.results[-50:]):
             t.add_row(str(r.seq), hhmmss(r.sent_at), r.state.value, seconds(r.submit_s), seconds(r.transit_s),
-                      seconds(r.total_s), "-", key=r.probe_id)
+                      seconds(r.total_s), str(self.hops[r.probe_id]) if self.hops.get(r.probe_id) else "-", key=r.probe_id)
 
 
 # --------------------------------------------------------------------------- alert log

@@ -35,7 +35,33 @@ async def test_detail_windows_chart_and_recent_probes(tmp_path):
             chart = str(screen.query_one("#chart").render())
             assert "█" in chart and "submit" in chart
             assert "p95" in str(screen.query_one("#percentiles").render())
-            assert screen.query_one("#recent", DataTable).row_count == 15
+            recent = screen.query_one("#recent", DataTable)
+            assert recent.row_count == 15
+            # the hop count of each listed probe (scripted deliveries have 4 hops), not "-"
+            assert {str(recent.get_row_at(i)[6]) for i in range(recent.row_count)} == {"4"}
+            await pilot.pause(0.1)
+            # at 80 columns no chart line wraps: every line fits the chart's width
+            widget = screen.query_one("#chart")
+            lines = chart.splitlines()
+            assert max(len(line) for line in lines) <= widget.content_size.width, (widget.content_size, lines)
+            assert widget.content_size.height == len(lines)  # nothing wrapped onto extra lines
+            assert lines[-2].strip().endswith("Z") and ":" in lines[-2]  # the time axis
+    finally:
+        store.close()
+
+
+async def test_detail_chart_grows_on_a_wall_screen(tmp_path):
+    config, store = scripted(tmp_path)
+    app = FlowApp(config, store, clock=lambda: NOW)
+    try:
+        async with app.run_test(size=(200, 60)) as pilot:
+            await _ready(pilot, lambda: app.history_loaded)
+            await pilot.press("d")
+            await _ready(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.loaded)
+            await pilot.pause(0.1)
+            lines = str(app.screen.query_one("#chart").render()).splitlines()
+            bars = [line for line in lines if "│" in line]
+            assert len(bars) >= 20 and max(len(line) for line in lines) > 180
     finally:
         store.close()
 
