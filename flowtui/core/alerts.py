@@ -309,6 +309,13 @@ class AlertBook:
             if value is not None:
                 values.append((p, value, False))
         last = values[-rule.n:]
+        # a probe still outstanding is as slow as the flow is: the oldest one counts even
+        # when newer (younger) probes were sent after it
+        waiting = [v for v in values if v[2] and v[0].state is ProbeState.PENDING]
+        if waiting:
+            oldest = max(waiting, key=lambda v: v[1])
+            if oldest not in last:
+                last = (last[1:] if len(last) >= rule.n else last) + [oldest]
         over_crit = [v for v in last if v[1] >= crit]
         over_warn = [v for v in last if v[1] >= warn]
         chosen, sev = (over_crit, "crit") if len(over_crit) >= rule.m else (over_warn, "warn") if len(over_warn) >= rule.m else ([], "")

@@ -72,9 +72,14 @@ class RouteState:
         return self._memo[key]
 
     def _health(self, now: float, window_s: float) -> str:
+        waited = [now - r.sent_at for r in self.results.values()
+                  if r.state is ProbeState.PENDING and r.submit_s is not None]
+        oldest_wait = max(waited, default=0.0)  # mail stuck on its way is as slow as its wait
+        if oldest_wait >= self.route.crit_s:
+            return "crit"
         decided = self.decided()
         if not decided:
-            return "no data"
+            return "warn" if oldest_wait >= self.route.warn_s else "no data"
         last = decided[-1]
         stats = self.stats(now, window_s)
         if last.state in ALERT_STATES and ALERT_STATES[last.state] == "crit":
@@ -86,6 +91,8 @@ class RouteState:
         if last.state in ALERT_STATES or (stats.failed > 0):
             return "warn"
         if (last.total_s or 0) >= self.route.warn_s or (stats.p95 or 0) >= self.route.warn_s:
+            return "warn"
+        if oldest_wait >= self.route.warn_s:
             return "warn"
         return "ok"
 
