@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -87,11 +88,37 @@ def pick_routes(wanted: list[str] | None, config: Any, store: Any) -> list[str]:
 
 @contextmanager
 def output(path: str | None, newline: str | None = None) -> Iterator[IO[str]]:
-    """stdout, or ``path`` written to a temporary file and renamed into place when done."""
+    """stdout, or the file ``path``.
+
+    A regular file (new or existing) is written to a temporary file beside it and
+    renamed into place when done, so a failed run leaves the old one whole; an
+    existing file keeps its mode, and one its owner cannot write is refused. A
+    symlink is followed (its target is written, the link stays). Anything else that
+    exists (a device such as /dev/stdout, a FIFO) is written in place, never replaced.
+    """
     if path is None or path == "-":
         yield sys.stdout
         return
-    target = Path(path)
+    if not path.strip():
+        raise UserError("-o: expected a file name, got an empty one", code=2)
+    target = Path(os.path.realpath(path))  # a symlink: write where it points
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise UserError(f"-o: cannot write {path}: {exc.strerror or exc}", code=2) from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise UserError(f"-o: {path} is a directory; give a file name", code=2)
+    if st is not None and not stat.S_ISREG(st.st_mode):  # a device or a FIFO: write into it
+        try:
+            with open(target, "w", encoding="utf-8", newline=newline) as f:
+                yield f
+        except OSError as exc:
+            raise UserError(f"-o: cannot write {path}: {exc.strerror or exc}", code=2) from None
+        return
+    if st is not None and (not os.access(target, os.W_OK) or not st.st_mode & 0o222):  # root passes access()
+        raise UserError(f"-o: {path} is read-only; remove it or choose another name", code=2)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         f = open(tmp, "w", encoding="utf-8", newline=newline)
@@ -100,6 +127,8 @@ def output(path: str | None, newline: str | None = None) -> Iterator[IO[str]]:
     try:
         with f:
             yield f
+        if st is not None:
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
         os.replace(tmp, target)
     except OSError as exc:
         raise UserError(f"-o: cannot write {path}: {exc.strerror or exc}", code=2) from None

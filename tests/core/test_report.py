@@ -203,6 +203,9 @@ def test_a_registered_builder_adds_its_section_and_renderer(setup):
     (["--since", "yesterday"], "--since: expected a duration"),
     (["--route", "plian"], '--route: no route named "plian"'),
     (["-o", "/nonexistent/dir/r.txt"], "-o: cannot write /nonexistent/dir/r.txt"),
+    (["-o", ""], "-o: expected a file name"),
+    (["-o", "."], "-o: . is a directory"),
+    (["-o", "/"], "-o: / is a directory"),
     (["--since", "1d", "--until", "2d"], "--until:"),
 ])
 def test_bad_input_is_one_line_and_exit_2(setup, capsys, args, needle):
@@ -328,3 +331,40 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_defused():
     assert csv_cell("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")"
     assert csv_cell("@SUM(A1)") == "'@SUM(A1)" and csv_cell("mx.example") == "mx.example"
     assert csv_cell(-1.5) == -1.5 and csv_cell(None) == ""
+
+
+def test_output_never_replaces_what_is_not_a_plain_writable_file(setup, capsys, tmp_path):
+    """-o follows a symlink (the link stays), writes into a FIFO or device in place,
+    refuses a read-only file, and keeps an existing file's mode."""
+    import os
+    import stat
+    import threading
+
+    cfg, _, _, _ = setup
+    real = tmp_path / "real.txt"
+    real.write_text("old")
+    link = tmp_path / "link.txt"
+    link.symlink_to(real)
+    assert run(capsys, "report", "-c", str(cfg), "--format", "json", "-o", str(link))[0] == 0
+    assert link.is_symlink() and json.loads(real.read_text())["sections"]
+
+    readonly = tmp_path / "ro.txt"
+    readonly.write_text("keep me")
+    readonly.chmod(0o444)
+    code, _, err = run(capsys, "report", "-c", str(cfg), "-o", str(readonly))
+    assert code == 2 and "read-only" in err and readonly.read_text() == "keep me"
+
+    shared = tmp_path / "shared.txt"
+    shared.write_text("x")
+    shared.chmod(0o640)
+    assert run(capsys, "export", "-c", str(cfg), "-o", str(shared))[0] == 0
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o640 and shared.read_text().startswith("{")
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    assert run(capsys, "report", "-c", str(cfg), "-o", str(fifo))[0] == 0
+    reader.join(10)
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and b"flowtui report" in got[0]
