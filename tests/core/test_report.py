@@ -368,3 +368,18 @@ def test_output_never_replaces_what_is_not_a_plain_writable_file(setup, capsys, 
     assert run(capsys, "report", "-c", str(cfg), "-o", str(fifo))[0] == 0
     reader.join(10)
     assert stat.S_ISFIFO(fifo.stat().st_mode) and b"flowtui report" in got[0]
+
+
+def test_a_closed_pipe_ends_quietly(setup):
+    """`flowtui export ... | head -c 100`: no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    cfg, _, _, _ = setup
+    p = subprocess.Popen([sys.executable, "-m", "flowtui", "export", "-c", str(cfg)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stdout.read(100)
+    p.stdout.close()  # the reader is gone while the writer has far more to write
+    _, err = p.communicate(timeout=60)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err
+    assert p.returncode == 141
