@@ -219,3 +219,14 @@ def test_a_database_from_before_dmarc_gains_the_dmarc_tables(tmp_path):
         assert out[0].status == "imported"
         names = store.read(lambda c: {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")})
     assert {"dmarc_reports", "dmarc_records", "dmarc_rdns", "dmarc_imap_seen", "probes"} <= names
+
+
+def test_import_refuses_what_is_not_a_regular_file_without_blocking(store, tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    out = import_files(store, [str(fifo), "/dev/zero", str(tmp_path)])
+    assert [o.status for o in out] == ["error", "error", "error"]
+    assert "not a regular file" in out[0].detail and "not a regular file" in out[1].detail
+    assert "is a directory" in out[2].detail

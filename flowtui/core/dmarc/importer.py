@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from dataclasses import dataclass
 
 from flowtui.core.dmarc.parse import MAX_RAW_BYTES, Report, ReportError, parse_reports
@@ -58,7 +59,12 @@ def import_bytes(store: Store, name: str, data: bytes) -> list[Outcome]:
 def read_file(path: str) -> bytes:
     """A report file's bytes, refusing what is too large before reading it. Raises ReportError."""
     try:
-        size = os.stat(path).st_size
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block, a device never end
+            raise ReportError("not a regular file (a FIFO, socket or device)")
+        size = st.st_size
         if size > MAX_RAW_BYTES:
             raise ReportError(f"{size} bytes is over the {MAX_RAW_BYTES // 1024 // 1024} MiB limit for a report file")
         with open(path, "rb") as f:
