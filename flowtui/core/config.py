@@ -562,6 +562,9 @@ class _Reader:
         p = lambda key: f"{kind}.oauth2.{key}"  # noqa: E731
         self.check_keys(raw, OAUTH2_KEYS, k("oauth2"))
         url = self.string(raw, "token_url", p("token_url"), required=True).strip()
+        if re.match(r"[a-z]+://[^/?#]*@", url, re.I):  # never echo it: the part before @ may be a password
+            raise self.fail(p("token_url"), "must not carry a user name or password (user:pass@); the client "
+                                            "secret goes in client_secret_env or client_secret_command")
         m = re.fullmatch(r"(https?)://(\[[^\]]+\]|[^/:\s]+)(?::\d+)?(?:/\S*)?", url)
         if not m:
             raise self.fail(p("token_url"), f'expected a URL such as "https://login.microsoftonline.com/TENANT/oauth2/v2.0/token", got {_describe(url)}')

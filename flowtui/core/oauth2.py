@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import ssl
@@ -39,6 +40,7 @@ TOKEN_ENDPOINT_TIMEOUT_S = 20.0
 # run again for logins after this long (a running IMAP session keeps its login).
 COMMAND_TOKEN_TTL_S = 300.0
 MAX_TOKEN_CHARS = 16384
+MAX_COMMAND_OUTPUT = 256 * 1024  # what a token_command may print (a JSON answer with a token)
 
 
 class TokenError(Exception):
@@ -127,7 +129,12 @@ class TokenSource:
             raise TokenError(f"token_command: could not run the command ({exc.strerror or type(exc).__name__})") from None
         started = time.monotonic()
         try:
-            out, _ = await asyncio.wait_for(proc.communicate(), TOKEN_COMMAND_TIMEOUT_S)
+            out = await asyncio.wait_for(_read_capped(proc, MAX_COMMAND_OUTPUT), TOKEN_COMMAND_TIMEOUT_S)
+        except _TooMuch:
+            _kill_group(proc.pid)
+            await proc.communicate()  # read the pipe to its end: wait() alone can hang on a full, paused pipe
+            raise TokenError(f"token_command: printed more than {MAX_COMMAND_OUTPUT // 1024} KiB (killed); "
+                             "a token is one line") from None
         except (TimeoutError, asyncio.TimeoutError):
             _kill_group(proc.pid)
             await proc.wait()
@@ -187,9 +194,28 @@ class TokenSource:
         expires = doc.get("expires_in")
         if isinstance(expires, str) and expires.isdigit():
             expires = int(expires)
-        if isinstance(expires, bool) or not isinstance(expires, (int, float)) or expires <= 0:
+        if isinstance(expires, bool) or not isinstance(expires, (int, float)) or not math.isfinite(expires) \
+                or expires <= 0:
             return AccessToken(value, started, None)
         return AccessToken(value, started, started + float(expires))
+
+
+class _TooMuch(Exception):
+    pass
+
+
+async def _read_capped(proc: asyncio.subprocess.Process, limit: int) -> bytes:
+    """The command's stdout, up to ``limit`` bytes (more raises _TooMuch); then its exit."""
+    assert proc.stdout is not None
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await proc.stdout.read(65536):
+        size += len(chunk)
+        if size > limit:
+            raise _TooMuch
+        chunks.append(chunk)
+    await proc.wait()
+    return b"".join(chunks)
 
 
 def _check_token(value: str, what: str) -> None:

@@ -319,3 +319,32 @@ def test_token_over_plain_text_to_a_remote_host_warns(tmp_path):
 
     c = load(tmp_path, 'security = "none"\nauth = "xoauth2"\ntoken_command = "x"\n')
     assert any("the OAuth2 access token is sent unencrypted to smtp.example.com" in w for w in config_warnings(c))
+
+
+async def test_a_token_command_that_floods_its_output_is_stopped():
+    src = cmd_source("yes AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+    t0 = time.monotonic()
+    with pytest.raises(TokenError, match=r"token_command: printed more than 256 KiB \(killed\)"):
+        await src.get()
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize("expires", ["NaN", "Infinity", "-5", "0"])
+async def test_an_odd_expires_in_means_no_known_lifetime(expires):
+    src = cmd_source(f"""echo '{{"access_token": "tok-x", "expires_in": {expires}}}'""")
+    token, _ = await src.get()
+    assert token.value == "tok-x" and token.expires_mono is None
+
+
+def test_a_token_url_with_a_password_is_refused_without_echoing_it(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[[routes]]\nname = "r"\nfrom = "a@example.com"\nto = "b@example.com"\n'
+        '[routes.smtp]\nhost = "127.0.0.1"\n[routes.imap]\nhost = "127.0.0.1"\nusername = "u@example.com"\n'
+        'auth = "xoauth2"\n[routes.imap.oauth2]\ntoken_url = "http://user:SECRETPW@127.0.0.1:18080/ok"\n'
+        'client_id = "c"\nrefresh_token_env = "RT"\n'
+    )
+    with pytest.raises(UserError) as info:
+        load_config(cfg)
+    assert "imap.oauth2.token_url: must not carry a user name or password" in str(info.value)
+    assert "SECRETPW" not in str(info.value)
