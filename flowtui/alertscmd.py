@@ -31,7 +31,7 @@ def _stamp(epoch: float | None) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from flowtui.core.config import load_config, parse_duration
-    from flowtui.core.headers import safe_text
+    from flowtui.core.headers import plain_text
     from flowtui.core.storage import open_store
 
     try:
@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
         for a in records:
             ack = " (acked)" if a.acked_at else ""
             end = f" resolved {_stamp(a.resolved_at)}" if a.state == "resolved" else " FIRING"
-            route = f" {safe_text(a.route)}" if a.route else ""
-            print(f"{_stamp(a.fired_at)} {a.severity.upper():4}{route} {safe_text(a.rule)}:{end}{ack} "
-                  f"- {safe_text(a.message)} [{safe_text(a.id)}]")
+            route = f" {plain_text(a.route)}" if a.route else ""
+            print(f"{_stamp(a.fired_at)} {a.severity.upper():4}{route} {plain_text(a.rule)}:{end}{ack} "
+                  f"- {plain_text(a.message)} [{plain_text(a.id)}]")
     return 1 if args.firing and records else 0

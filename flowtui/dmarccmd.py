@@ -106,17 +106,17 @@ def _stamp(epoch: float | None) -> str:
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    """The summary as plain text; reporter-supplied strings go through safe_text."""
+    """The summary as plain text; reporter-supplied strings go through plain_text."""
     from flowtui.core.dmarc.summary import pass_spark
-    from flowtui.core.headers import safe_text
+    from flowtui.core.headers import plain_text
 
     lines = [f"DMARC reports {_stamp(summary['since'])} .. {_stamp(summary['until'])}: {summary['reports']} reports"]
     if not summary["domains"]:
         lines.append("no reports in this period")
     for d in summary["domains"]:
-        pol = " ".join(f"{k}={safe_text(v)}" for k, v in d["policy"].items() if v)
+        pol = " ".join(f"{k}={plain_text(v)}" for k, v in d["policy"].items() if v)
         lines.append("")
-        lines.append(f"{safe_text(d['domain'])}  {pol}")
+        lines.append(f"{plain_text(d['domain'])}  {pol}")
         lines.append(f"  {d['messages']} messages, {d['pass']} pass, {d['fail']} fail: pass {_pct(d['pass_rate'])}"
                      f"  per day |{pass_spark(d['series'])}|")
         for title, key in (("top sources", "top_sources"), ("new sources", "new_sources"),
@@ -124,12 +124,12 @@ def format_table(summary: dict[str, Any]) -> str:
             rows = d[key]
             lines.append(f"  {title}:" + ("" if rows else " none"))
             for s in rows:
-                name = safe_text(s.get("rdns") or "-")
+                name = plain_text(s.get("rdns") or "-")
                 extra = ""
                 if key == "new_sources":
                     extra = f"  first seen {_stamp(s['first_seen'])}"
                 if key == "failing_sources" and s.get("header_from"):
-                    extra = "  from " + ", ".join(safe_text(h) for h in s["header_from"][:3])
-                lines.append(f"    {safe_text(s['ip']):<39} {s['messages']:>8} msgs  pass {s['pass']:>7}  "
+                    extra = "  from " + ", ".join(plain_text(h) for h in s["header_from"][:3])
+                lines.append(f"    {plain_text(s['ip']):<39} {s['messages']:>8} msgs  pass {s['pass']:>7}  "
                              f"fail {s['fail']:>7}  {name}{extra}")
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flowtui.core.dmarc.summary import dmarc_summary, pass_spark
-from flowtui.core.headers import safe_text
+from flowtui.core.headers import plain_text
 from flowtui.report import _csv, e, fit, register_section
 
 LISTS = (("top sources", "top_sources"), ("new sources", "new_sources"), ("failing alignment", "failing_sources"))
@@ -40,9 +40,9 @@ def _table(section: dict[str, Any]) -> str:
     if not section["domains"]:
         lines.append("  no reports in this window")
     for d in section["domains"]:
-        policy = " ".join(f"{k}={safe_text(str(v))}" for k, v in d["policy"].items() if v)
+        policy = " ".join(f"{k}={plain_text(str(v))}" for k, v in d["policy"].items() if v)
         lines.append("")
-        lines.append(fit(f"{safe_text(d['domain'])}  {policy}"))
+        lines.append(fit(f"{plain_text(d['domain'])}  {policy}"))
         lines.append(fit(f"  {d['messages']} msgs  pass {_share(d['pass_rate'])}  fail {d['fail']}  "
                          f"sources {d['sources']}  reports {d['reports']}"))
         spark = pass_spark(d["series"])[-60:]
@@ -51,8 +51,8 @@ def _table(section: dict[str, Any]) -> str:
             rows = d[key][:TABLE_ROWS]
             lines.append(f"  {title}:" + ("" if rows else " none"))
             for s in rows:
-                name = safe_text(s.get("rdns") or "")
-                lines.append(fit(f"    {safe_text(s['ip'])[:39]:<39} {s['messages']:>8} {_share(s['pass'] / s['messages'] if s['messages'] else None):>7}  {name}"))
+                name = plain_text(s.get("rdns") or "")
+                lines.append(fit(f"    {plain_text(s['ip'])[:39]:<39} {s['messages']:>8} {_share(s['pass'] / s['messages'] if s['messages'] else None):>7}  {name}"))
     return "\n".join(lines)
 
 

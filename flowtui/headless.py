@@ -21,7 +21,7 @@ from flowtui.core.events import (
     NotifierFailed,
     ProbeCompleted,
 )
-from flowtui.core.headers import safe_text
+from flowtui.core.headers import plain_text
 from flowtui.core.model import Config, ProbeResult, ProbeState, Route
 from flowtui.core.notify import build_notifiers
 from flowtui.core.rollup import Maintainer
@@ -38,11 +38,11 @@ def _s(value: float | None) -> str:
 
 def result_line(r: ProbeResult, route: Route | None = None, now: float | None = None) -> str:
     """One line per result, stamped with the time it is reported (UTC)."""
-    head = f"{_stamp(time.time() if now is None else now)} {safe_text(r.route)} #{r.seq} {r.state.value}"
+    head = f"{_stamp(time.time() if now is None else now)} {plain_text(r.route)} #{r.seq} {r.state.value}"
     if r.state is ProbeState.SEND_FAILED:
-        return f"{head} at {r.error_phase}: {safe_text(r.error)}"
+        return f"{head} at {r.error_phase}: {plain_text(r.error)}"
     if r.state is ProbeState.PENDING:
-        return f"{head} submitted in {_s(r.submit_s)} queue id {safe_text(r.queue_id or '-')}"
+        return f"{head} submitted in {_s(r.submit_s)} queue id {plain_text(r.queue_id or '-')}"
     if r.state is ProbeState.LOST:
         within = f" within {route.timeout_s:g}s" if route else ""
         return f"{head}: not seen{within} (sent {_stamp(r.sent_at)})"
@@ -50,7 +50,7 @@ def result_line(r: ProbeResult, route: Route | None = None, now: float | None = 
     if route is not None and r.total_s is not None:
         flag = " CRIT" if r.total_s >= route.crit_s else " WARN" if r.total_s >= route.warn_s else ""
     unc = f" ±{r.detect_uncertainty_s:.3f}s" if r.detect_uncertainty_s else ""
-    where = "" if r.folder in (None, "INBOX") else f" in {safe_text(r.folder)}"
+    where = "" if r.folder in (None, "INBOX") else f" in {plain_text(r.folder)}"
     return (
         f"{head}{flag} total={_s(r.total_s)}{unc} submit={_s(r.submit_s)} "
         f"transit={_s(r.transit_s)} hops={len(r.hops)}{where}"
@@ -69,10 +69,10 @@ def result_json(r: ProbeResult) -> str:
 
 def alert_line(alert: AlertRecord, event: str, now: float | None = None) -> str:
     """One line per alert event: ALERT FIRED / ESCALATED / RESOLVED."""
-    where = f" {safe_text(alert.route)}" if alert.route else ""
+    where = f" {plain_text(alert.route)}" if alert.route else ""
     head = f"{_stamp(time.time() if now is None else now)} ALERT {event.upper()} {alert.severity.upper()}"
     tail = f" (firing {alert.resolved_at - alert.fired_at:.1f}s)" if event == "resolved" and alert.resolved_at else ""
-    return f"{head}{where} {safe_text(alert.rule)}: {safe_text(alert.message)}{tail} [{safe_text(alert.id)}]"
+    return f"{head}{where} {plain_text(alert.rule)}: {plain_text(alert.message)}{tail} [{plain_text(alert.id)}]"
 
 
 def alert_json(alert: AlertRecord, event: str) -> str:
@@ -123,16 +123,16 @@ async def run(
                 kind = "resolved" if isinstance(event, AlertResolved) else "escalated" if event.escalated else "fired"
                 print(alert_json(event.alert, kind) if as_json else alert_line(event.alert, kind), file=out, flush=True)
             elif isinstance(event, NotifierFailed):
-                print(f"flowtui: notifier {event.notifier} failed for {safe_text(event.alert_id)}: "
-                      f"{safe_text(event.detail)}", file=err, flush=True)
+                print(f"flowtui: notifier {event.notifier} failed for {plain_text(event.alert_id)}: "
+                      f"{plain_text(event.detail)}", file=err, flush=True)
             elif isinstance(event, DmarcReportsImported):  # status, not results: stderr
                 print(f"flowtui: dmarc: {event.imported} reports imported, {event.duplicates} duplicates, "
                       f"{len(event.errors)} errors", file=err, flush=True)
                 for line in event.errors[:20]:
-                    print(f"flowtui: dmarc: {safe_text(line)}", file=err, flush=True)
+                    print(f"flowtui: dmarc: {plain_text(line)}", file=err, flush=True)
             elif isinstance(event, MailboxStateChanged):  # status, not results: stderr
-                detail = f" ({safe_text(event.detail)})" if event.detail else ""
-                print(f"flowtui: mailbox {safe_text(event.mailbox)}: {event.state}{detail}", file=err, flush=True)
+                detail = f" ({plain_text(event.detail)})" if event.detail else ""
+                print(f"flowtui: mailbox {plain_text(event.mailbox)}: {event.state}{detail}", file=err, flush=True)
 
     printing = asyncio.create_task(printer())
     maintainer = Maintainer.for_config(store, config) if maintain else None

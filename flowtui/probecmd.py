@@ -10,7 +10,7 @@ import asyncio
 import sys
 
 from flowtui.core.errors import UserError
-from flowtui.core.headers import safe_text
+from flowtui.core.headers import plain_text
 from flowtui.core.model import ProbeResult, ProbeState, Route
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -35,11 +35,11 @@ def verdict(route: Route, r: ProbeResult, timeout: float | None = None) -> tuple
         code = CRITICAL if t >= route.crit_s else WARNING if t >= route.warn_s else OK
         return code, f"{route.name}: delivered in {t:.2f}s through {len(r.hops)} Received hops"
     if r.state is ProbeState.SEND_FAILED:
-        return CRITICAL, f"{route.name}: send failed at {r.error_phase}: {safe_text(r.error)}"
+        return CRITICAL, f"{route.name}: send failed at {r.error_phase}: {plain_text(r.error)}"
     if r.state is ProbeState.LOST:
         return CRITICAL, f"{route.name}: not delivered within {timeout or route.timeout_s:g}s"
     if r.state is ProbeState.JUNK:
-        return WARNING, f"{route.name}: delivered to junk folder {safe_text(r.folder)}"
+        return WARNING, f"{route.name}: delivered to junk folder {plain_text(r.folder)}"
     if r.state is ProbeState.LATE:
         return WARNING, f"{route.name}: delivered late ({(r.total_s or 0):.2f}s)"
     if r.state is ProbeState.CORRUPTED:
@@ -107,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"FLOWTUI UNKNOWN - {exc}")
         return UNKNOWN
     code = CRITICAL if refused else OK
-    texts = [f"{name}: mailbox {safe_text(detail)}" for name, detail in refused.items()]
+    texts = [f"{name}: mailbox {plain_text(detail)}" for name, detail in refused.items()]
     perf = []
     for route, r in outcome:
         c, text = verdict(route, r, timeout)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from flowtui.core.headers import safe_text
+from flowtui.core.headers import plain_text
 from flowtui.core.rollup import DAY, HOUR, Agg, trend_aggs, window_agg
 from flowtui.core.stats import LOST_GLYPH, spark_cells
 
@@ -191,7 +191,7 @@ def _pct(v: float | None) -> str:
 def _table_routes(section: dict[str, Any]) -> str:
     lines = [fit(section["title"])]
     for r in section["routes"]:
-        name = safe_text(r["route"])
+        name = plain_text(r["route"])
         src = f"source: {r['source']}" + ("" if r["exact"] else " (±1%)")
         lines.append("")
         lines.append(fit(f"{name[: WIDTH - len(src) - 2]:<{WIDTH - len(src) - 1}} {src}"))
@@ -203,7 +203,7 @@ def _table_routes(section: dict[str, Any]) -> str:
             lines.append(f"  {m:<9}" + "".join(f"{secs(d[k]):>10}" for k in ("p50", "p90", "p99", "max")))
         hop = r["slowest_hop"]
         lines.append(fit("  slowest hop  " + ("-" if hop is None else
-                         f"#{hop['index']} {safe_text(hop['host'])}  median {secs(hop['median_s'])}")))
+                         f"#{hop['index']} {plain_text(hop['host'])}  median {secs(hop['median_s'])}")))
         t = r["tls"]
         lines.append(fit(f"  TLS          {_pct(t['coverage_pct'])} of {t['tls'] + t['plain']} hops"
                          + (f" ({t['unknown']} unknown)" if t["unknown"] else "")))
@@ -236,7 +236,7 @@ def _table_trend(section: dict[str, Any]) -> str:
         values = _downsample(_trend_values(points), 62)
         top = max([v for v in values if v] + [0.001])
         spark = spark_cells(values, top, len(values)) if values else ""
-        lines.append(fit(f"  {safe_text(name)[:12]:<12} {spark} {secs(top)}"))
+        lines.append(fit(f"  {plain_text(name)[:12]:<12} {spark} {secs(top)}"))
     return "\n".join(lines)
 
 
@@ -249,8 +249,10 @@ def csv_cell(v: Any) -> Any:
     """A CSV cell: text a spreadsheet would run as a formula (=, +, -, @ first) gets a leading '."""
     if v is None:
         return ""
-    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + v
+    if isinstance(v, str):
+        v = plain_text(v)  # control characters shown as text: a CSV is often read in a terminal
+        if v[:1] in ("=", "+", "-", "@"):
+            return "'" + v
     return v
 
 
@@ -300,7 +302,10 @@ def _csv_trend(section: dict[str, Any]) -> str:
 # HTML: one self-contained file, inline SVG, no network, every text escaped
 # --------------------------------------------------------------------------
 
-e = html.escape
+def e(text: object) -> str:
+    """HTML-escaped, with control characters shown as text (the page may be printed to a terminal)."""
+    return html.escape(plain_text(text))
+
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#1d2430;background:#f7f8fa}
@@ -414,12 +419,12 @@ def _scalar(v: Any) -> str:
 
 
 def _generic_table(section: dict[str, Any]) -> str:
-    lines = ["", fit(safe_text(str(section.get("title", section.get("id", "section")))))]
+    lines = ["", fit(plain_text(str(section.get("title", section.get("id", "section")))))]
     for k, v in section.items():
         if k not in ("id", "title") and not isinstance(v, (list, dict)):
-            lines.append(fit(f"  {safe_text(str(k))}: {safe_text(_scalar(v))}"))
+            lines.append(fit(f"  {plain_text(str(k))}: {plain_text(_scalar(v))}"))
     for row in _rows_of(section) or []:
-        lines.append(fit("  " + "  ".join(f"{safe_text(str(k))}={safe_text(_scalar(v))}" for k, v in row.items()
+        lines.append(fit("  " + "  ".join(f"{plain_text(str(k))}={plain_text(_scalar(v))}" for k, v in row.items()
                                           if not isinstance(v, (list, dict)))))
     return "\n".join(lines)
 

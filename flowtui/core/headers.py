@@ -875,15 +875,17 @@ def valid_text(text: str) -> str:
             "utf-8", "replace").decode("utf-8")
 
 
-def safe_text(text: object) -> str:
-    """Untrusted header text made safe for a terminal and for Rich markup.
-
-    ANSI escape sequences are shown as text (``\\x1b[31m``), other C0/C1 control
-    characters as ``\\xNN``, tabs and newlines as spaces, and ``[tag]`` markup
-    is escaped the way ``rich.markup.escape`` does it.
-    """
+def plain_text(text: object) -> str:
+    """Untrusted text made safe for a terminal or a file read on one (no Rich involved):
+    ANSI escape sequences shown as text (``\\x1b[31m``), other C0/C1 control characters
+    as ``\\xNN``, tabs and newlines as spaces."""
     s = valid_text("" if text is None else str(text))
     s = s.replace("\t", " ").replace("\r", " ").replace("\n", " ")
     s = _ANSI.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), s)
-    s = _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", s)
-    return _MARKUP.sub(lambda m: f"{m.group(1)}{m.group(1)}\\{m.group(2)}", s)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", s)
+
+
+def safe_text(text: object) -> str:
+    """Untrusted header text made safe for a terminal and for Rich markup: ``plain_text``,
+    and ``[tag]`` markup escaped the way ``rich.markup.escape`` does it."""
+    return _MARKUP.sub(lambda m: f"{m.group(1)}{m.group(1)}\\{m.group(2)}", plain_text(text))

@@ -74,4 +74,4 @@ def test_perfdata_and_escaping():
     hostile = result(route="r\x1b[31m[bold]x", error="\x07boom\x1b]0;title\x07", state=ProbeState.SEND_FAILED)
     line = result_line(hostile, None)
     assert "\x1b" not in line and "\x07" not in line  # shown as text, never sent raw
-    assert "\\[bold]" in line  # and Rich markup escaped
+    assert "[bold]" in line and "\\[bold]" not in line  # plain text: no Rich here, so no markup escapes

@@ -383,3 +383,22 @@ def test_a_closed_pipe_ends_quietly(setup):
     _, err = p.communicate(timeout=60)
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err
     assert p.returncode == 141
+
+
+@pytest.mark.parametrize("cmd, fmt", [("report", "csv"), ("report", "html"), ("report", "table"), ("export", "csv")])
+def test_no_raw_control_character_reaches_stdout(tmp_path, capsys, cmd, fmt):
+    """A route name or a hop read from a Received header with ESC/BEL in it is shown as text."""
+    route, host = "r\x1b[2Jx", "mx\x07.example\x1b]0;t\x07"
+    with Store(tmp_path / "c.db") as store:
+        now = time.time()
+        store.write_result(ProbeResult(route=route, probe_id="p1", seq=1, state=ProbeState.DELIVERED,
+                                       sent_at=now - 60, submit_s=0.1, transit_s=0.5, total_s=0.6,
+                                       hops=(Hop(index=0, by_host="a.example"), Hop(index=1, by_host=host, delay_s=0.2))))
+        store.flush_sync()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(tomli_w.dumps({"monitor": {"database": str(tmp_path / "c.db")}, "routes": [{
+        "name": "plain", "from": "a@example.test", "to": "b@example.test",
+        "smtp": {"host": "127.0.0.1", "security": "none"}, "imap": {"host": "127.0.0.1", "security": "none"}}]}))
+    code, out, _ = run(capsys, cmd, "-c", str(cfg), "--format", fmt)
+    assert code == 0 and "\\x1b" in out  # there, as text
+    assert not any(ch in out for ch in "\x1b\x07"), repr(out[:300])

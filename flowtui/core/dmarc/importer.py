@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from flowtui.core.dmarc.parse import MAX_RAW_BYTES, Report, ReportError, parse_reports
 from flowtui.core.dmarc.store import insert_report
-from flowtui.core.headers import safe_text
+from flowtui.core.headers import plain_text
 from flowtui.core.storage import Store
 
 log = logging.getLogger("flowtui.dmarc")
@@ -28,7 +28,7 @@ class Outcome:
     report: Report | None = None
 
     def line(self) -> str:
-        return f"{safe_text(self.name)}: {self.status}" + (f": {safe_text(self.detail)}" if self.detail else "")
+        return f"{plain_text(self.name)}: {self.status}" + (f": {plain_text(self.detail)}" if self.detail else "")
 
 
 def describe(r: Report) -> str:
