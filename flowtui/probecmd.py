@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from dataclasses import replace
 import sys
 
 from flowtui.core.errors import UserError
@@ -82,6 +83,17 @@ async def _probe_all(config, routes, timeout: float | None) -> tuple[list[tuple[
         store.close()
 
 
+async def _bounded(coro, timeout: float | None):
+    """The check within about twice --timeout (connect, send and wait each take up to it)."""
+    if timeout is None:
+        return await coro
+    try:
+        async with asyncio.timeout(2 * timeout + 5):
+            return await coro
+    except TimeoutError:
+        raise UserError(f"the check did not finish within {2 * timeout + 5:g}s (--timeout {timeout:g}s)") from None
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         from flowtui.core.config import load_config, parse_duration
@@ -101,8 +113,12 @@ def main(args: argparse.Namespace) -> int:
     except UserError as exc:  # Nagios wants UNKNOWN for a check that cannot run
         print(f"FLOWTUI UNKNOWN - {exc}")
         return UNKNOWN
+    if timeout is not None:  # no single SMTP/IMAP step may wait longer than the whole check
+        routes = [replace(r, smtp=replace(r.smtp, timeout_s=min(r.smtp.timeout_s, timeout)),
+                          imap=replace(r.imap, timeout_s=min(r.imap.timeout_s, timeout))) for r in routes]
+        config = replace(config, routes=tuple(routes))
     try:
-        outcome, refused = asyncio.run(_probe_all(config, routes, timeout))
+        outcome, refused = asyncio.run(_bounded(_probe_all(config, routes, timeout), timeout))
     except UserError as exc:
         print(f"FLOWTUI UNKNOWN - {exc}")
         return UNKNOWN

@@ -75,3 +75,32 @@ def test_perfdata_and_escaping():
     line = result_line(hostile, None)
     assert "\x1b" not in line and "\x07" not in line  # shown as text, never sent raw
     assert "[bold]" in line and "\\[bold]" not in line  # plain text: no Rich here, so no markup escapes
+
+
+def test_timeout_bounds_the_whole_check_even_when_servers_hang(tmp_path):
+    """--timeout 2s against servers that accept and never answer: done in seconds, not 30 s each."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[monitor]\ndatabase = "{tmp_path / "d.db"}"\n[[routes]]\nname = "r"\nfrom = "a@example.com"\n'
+        f'to = "b@example.com"\n[routes.smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
+        f'[routes.imap]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
+    )
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run([sys.executable, "-m", "flowtui", "probe", "-c", str(cfg), "--timeout", "2s"],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        silent.close()
+    took = time.monotonic() - t0
+    assert p.returncode in (2, 3) and p.stdout.startswith("FLOWTUI "), p.stdout + p.stderr
+    assert took < 15, took  # each step used to wait its own 30 s
+    assert "Traceback" not in p.stderr
