@@ -350,7 +350,8 @@ class FlowApp(App):
             self._alerts_changed()
 
     def _note_alert(self, r: ProbeResult) -> bool:
-        entry = alert_for(r)
+        state = self.routes.get(r.route)
+        entry = alert_for(r, state.route.timeout_s if state is not None else None)
         if entry is None or entry.key in self.alerts:
             return False
         self.alerts[entry.key] = entry

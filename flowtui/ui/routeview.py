@@ -189,7 +189,19 @@ def rule_alert_entry(alert, resolved: bool) -> AlertEntry:
     )
 
 
-def alert_for(result: ProbeResult) -> AlertEntry | None:
+def _failed_at(r: ProbeResult, timeout_s: float | None) -> float:
+    if r.detected_at is not None:
+        return r.detected_at
+    if r.state is ProbeState.LOST and timeout_s is not None:
+        return r.sent_at + timeout_s
+    if r.state is ProbeState.SEND_FAILED and r.submit_s is not None:
+        return r.sent_at + r.submit_s
+    return r.sent_at
+
+
+def alert_for(result: ProbeResult, timeout_s: float | None = None) -> AlertEntry | None:
+    """A failed probe's line in the alert log, stamped when it failed (a lost probe: when
+    its timeout ran out, not when it was sent)."""
     severity = ALERT_STATES.get(result.state)
     if severity is None:
         return None
@@ -207,6 +219,6 @@ def alert_for(result: ProbeResult) -> AlertEntry | None:
     else:
         msg = f"probe #{r.seq} content does not match what was sent"
     return AlertEntry(
-        key=f"{r.probe_id}:{r.state.value}", at=r.detected_at or r.sent_at, route=r.route,
+        key=f"{r.probe_id}:{r.state.value}", at=_failed_at(r, timeout_s), route=r.route,
         severity=severity, kind=r.state.value, message=msg.strip(), probe_id=r.probe_id,
     )
