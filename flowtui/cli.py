@@ -77,7 +77,7 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", metavar="DIR", help="keep the lab here instead of a temporary directory")
     p.add_argument("--hops", type=int, default=2, metavar="N", help="relay hops (default 2)")
     p.add_argument("--headless", action="store_true", help="no UI: one line per result on stdout")
-    p.add_argument("--theme", metavar="NAME", help="UI theme (flowtui-noc, flowtui-light, flowtui-contrast)")
+    p.add_argument("--theme", metavar="NAME", help="UI theme: noc, light, contrast (or flowtui-noc ...)")
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -126,7 +126,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-c", "--config", metavar="FILE",
                    help="the config (default ./flowtui.toml, then $XDG_CONFIG_HOME/flowtui/config.toml)")
     p.add_argument("--headless", action="store_true", help="no UI: one line per result on stdout")
-    p.add_argument("--theme", metavar="NAME", help="UI theme (flowtui-noc, flowtui-light, flowtui-contrast)")
+    p.add_argument("--theme", metavar="NAME", help="UI theme: noc, light, contrast (or flowtui-noc ...)")
     p.add_argument("--json", action="store_true", help="with --headless: one JSON object per line")
     p.add_argument("--metrics", metavar="HOST:PORT",
                    help="with --headless: serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464)")

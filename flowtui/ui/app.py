@@ -244,6 +244,8 @@ class FlowApp(App):
         for err in self.theme_errors:
             self.notify(f"theme file skipped: {err.message}", severity="warning", timeout=8)
         want = self.wanted_theme or DEFAULT_THEME
+        if want not in self.available_themes and f"flowtui-{want}" in self.available_themes:
+            want = f"flowtui-{want}"  # --theme light, [ui] theme = "contrast"
         if want in self.available_themes:
             self.theme = want
         else:

@@ -73,7 +73,7 @@ def test_config_ui_section_is_read_and_checked(tmp_path):
 
 
 async def test_user_and_config_theme_folders_and_ui_theme_pick_the_theme(tmp_path, monkeypatch):
-    noc = (THEME_DIR / "noc-dark.toml").read_text()
+    noc = (THEME_DIR / "noc.toml").read_text()
     xdg = tmp_path / "xdg"
     (xdg / "flowtui" / "themes").mkdir(parents=True)
     # a user theme named like a built-in replaces it
@@ -104,3 +104,17 @@ async def test_user_and_config_theme_folders_and_ui_theme_pick_the_theme(tmp_pat
             assert app2.theme == "flowtui-light"
     finally:
         store2.close()
+
+
+async def test_theme_short_names_match_the_files(tmp_path):
+    config, store = scripted(tmp_path)
+    try:
+        for short, full in (("light", "flowtui-light"), ("contrast", "flowtui-contrast"), ("noc", "flowtui-noc")):
+            assert (THEME_DIR / f"{short}.toml").is_file()
+            app = FlowApp(config, store, theme=short, clock=lambda: NOW)
+            async with app.run_test(size=(80, 24)) as pilot:
+                await pilot.pause()
+                assert app.theme == full
+                assert not any("no theme" in str(n.message) for n in app._notifications)
+    finally:
+        store.close()
