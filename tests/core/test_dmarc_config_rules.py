@@ -229,3 +229,18 @@ def test_dmarc_mailbox_can_log_in_with_oauth2(tmp_path):
     c = load_config(_cfg(tmp_path, {"imap": imap}))
     assert c.dmarc.imap.auth == "xoauth2"
     assert c.dmarc.imap.oauth2 is not None and c.dmarc.imap.oauth2.token_command == "printf tok"
+
+
+def test_the_system_resolver_is_never_asked_about_non_public_addresses(monkeypatch):
+    """Lab and test reports use documentation and private addresses: with no [dns]
+    nameservers configured, no query leaves for them (the public DNS has nothing to say)."""
+    import dns.resolver
+
+    from flowtui.core.dmarc.rdns import dns_lookup
+
+    asked = []
+    monkeypatch.setattr(dns.resolver.Resolver, "resolve", lambda self, *a, **k: asked.append(a) or [])
+    lookup = dns_lookup(())
+    for ip in ("192.0.2.10", "198.51.100.7", "203.0.113.1", "10.1.2.3", "127.0.0.1", "2001:db8::1", "fe80::1%eth0"):
+        assert lookup(ip) is None
+    assert asked == []

@@ -30,6 +30,11 @@ def dns_lookup(nameservers: tuple[tuple[str, int], ...] = (), timeout_s: float =
     resolver.lifetime = timeout_s
 
     def lookup(ip: str) -> str | None:
+        if not nameservers and not _is_global(ip):
+            # the system resolver is asked only about public addresses: a private, loopback or
+            # documentation one (lab and test reports) has no PTR the public DNS should be asked for;
+            # with [dns] nameservers set, your own resolver is asked about every address
+            return None
         try:
             answer = resolver.resolve(dns.reversename.from_address(ip), "PTR")
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
@@ -38,6 +43,15 @@ def dns_lookup(nameservers: tuple[tuple[str, int], ...] = (), timeout_s: float =
         return names[0] if names else None
 
     return lookup
+
+
+def _is_global(ip: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(ip.split("%", 1)[0]).is_global
+    except ValueError:
+        return False
 
 
 def resolve_missing(store: Store, ips: Iterable[str], lookup: Lookup) -> dict[str, str | None]:
