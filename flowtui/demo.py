@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import shutil
+import signal
 import sys
 import tempfile
 from dataclasses import replace
@@ -85,11 +86,20 @@ def main(args: argparse.Namespace) -> int:
     keep = args.dir is not None
     lab_dir = Path(args.dir).resolve() if keep else Path(tempfile.mkdtemp(prefix="flowtui-demo-"))
     headless_mode = bool(getattr(args, "headless", False))
+
+    def hangup(signum, frame):  # the terminal went away (ssh dropped, tmux killed): clean up as for Ctrl-C
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGHUP, hangup)
     try:
         return asyncio.run(_demo(lab_dir, args.hops, headless_mode, getattr(args, "theme", None)))
     except KeyboardInterrupt:
         return 0
     finally:
+        signal.signal(signal.SIGHUP, previous)
         if not keep:
             shutil.rmtree(lab_dir, ignore_errors=True)
-        print("demo stopped", file=sys.stderr)
+        try:
+            print("demo stopped", file=sys.stderr)
+        except OSError:  # no terminal any more
+            pass
