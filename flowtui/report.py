@@ -236,7 +236,11 @@ def _table_trend(section: dict[str, Any]) -> str:
         values = _downsample(_trend_values(points), 62)
         top = max([v for v in values if v] + [0.001])
         spark = spark_cells(values, top, len(values)) if values else ""
-        lines.append(fit(f"  {plain_text(name)[:12]:<12} {spark} {secs(top)}"))
+        shown = plain_text(name)
+        if len(shown) > 12:  # a long name on its own line: cut to 12 it could not be told apart
+            lines.append(fit(f"  {shown}"))
+            shown = ""
+        lines.append(fit(f"  {shown:<12} {spark} {secs(top)}"))
     return "\n".join(lines)
 
 

@@ -53,6 +53,8 @@ def window(args: argparse.Namespace, now: float) -> tuple[float, float]:
     since = parse_when(args.since, now, "--since")
     until = now if args.until is None else parse_when(args.until, now, "--until")
     if until <= since:
+        if args.until is None:
+            raise UserError(f"--since: {args.since} is not in the past (the window ends now)", code=2)
         raise UserError(f"--until: the window ends ({args.until}) before it starts ({args.since})", code=2)
     return since, until
 

@@ -207,6 +207,7 @@ def test_a_registered_builder_adds_its_section_and_renderer(setup):
     (["-o", "."], "-o: . is a directory"),
     (["-o", "/"], "-o: / is a directory"),
     (["--since", "1d", "--until", "2d"], "--until:"),
+    (["--since", "3000-01-01"], "--since: 3000-01-01 is not in the past (the window ends now)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(setup, capsys, args, needle):
     cfg, _, _, _ = setup
