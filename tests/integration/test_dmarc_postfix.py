@@ -178,7 +178,15 @@ def test_on_the_wire_only_reports_are_stored_moved_or_expunged(lab, tmp_path):
     cfg = write_dmarc_config(lab, "dmarc-wire.toml", str(tmp_path / "w.db"), folder, on_import="move:WireDone")
 
     async def body():
-        before = await _fill(lab, folder, "wr")
+        await _fill(lab, folder, "wr")
+        from email.message import EmailMessage
+
+        letter = EmailMessage()  # multipart with an attachment, but no report: its body stays unread
+        letter["From"], letter["To"], letter["Subject"] = "a@example.test", "dmarc@example.test", "invoice wr"
+        letter.set_content("see the attached invoice")
+        letter.add_attachment(b"%PDF-1.4 not a report", maintype="application", subtype="pdf", filename="invoice.pdf")
+        await deliver(lab, letter.as_bytes(), folder)
+        before = await wait_count(lab, folder, 5)
         proxy = LoggingProxy(lab.imap_port)
         port = await proxy.start()
         config = load_config(cfg)
@@ -193,8 +201,8 @@ def test_on_the_wire_only_reports_are_stored_moved_or_expunged(lab, tmp_path):
     before, first, lines, after = asyncio.run(body())
     assert first.imported == 2
     reports = {uid for uid, (_, m) in before.items() if re.search(rb"Report-ID: wr-[12]\b", m)}
-    plain = {uid for uid, (_, m) in before.items() if b"Subject: lunch wr" in m}
-    assert len(reports) == 2 and len(plain) == 1
+    plain = {uid for uid, (_, m) in before.items() if b"Subject: lunch wr" in m or b"Subject: invoice wr" in m}
+    assert len(reports) == 2 and len(plain) == 2
     commands = [ln.decode(errors="replace").strip() for ln in lines]
     assert any(" EXAMINE " in c.upper() or " SELECT " in c.upper() for c in commands)
     changed: set[int] = set()
@@ -209,8 +217,8 @@ def test_on_the_wire_only_reports_are_stored_moved_or_expunged(lab, tmp_path):
         assert ":" not in m.group(2) and "*" not in m.group(2), cmd
         if m.group(1) != "FETCH":
             changed |= uids
-        elif uids & plain:  # of ordinary mail: its size and Content-Type, nothing more
-            assert "BODY.PEEK[HEADER.FIELDS (CONTENT-TYPE)]" in upper, cmd
+        elif uids & plain:  # of ordinary mail: its size, Content-Type and structure, never its content
+            assert "BODY.PEEK[HEADER.FIELDS (CONTENT-TYPE)]" in upper or "(UID BODYSTRUCTURE)" in upper, cmd
     assert changed == reports
     assert set(after) == set(before) - reports
     assert all(after[uid] == before[uid] for uid in after)

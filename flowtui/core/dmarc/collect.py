@@ -35,6 +35,18 @@ log = logging.getLogger("flowtui.dmarc")
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]", re.I)
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)", re.I)
 _MAYBE_REPORT = re.compile(r"multipart/|application/|text/xml", re.I)
+# in a BODYSTRUCTURE: a part typed as a report can be, or an octet-stream named like one
+_REPORT_PART = re.compile(rb'"application" "(zip|gzip|x-gzip|x-zip|x-zip-compressed|xml|x-xml)"|"text" "xml"', re.I)
+_OCTET_PART = re.compile(rb'"application" "octet-stream"', re.I)
+_REPORT_NAME = re.compile(rb'\.(xml|xml\.gz|gz|gzip|zip)"', re.I)
+
+
+def _structure_may_hold_report(structure: bytes) -> bool:
+    if _REPORT_PART.search(structure):
+        return True
+    return bool(_OCTET_PART.search(structure) and _REPORT_NAME.search(structure))
+
+
 BATCH = 200  # messages looked at (and marked or moved) per step
 
 
@@ -150,6 +162,14 @@ class DmarcCollector:
         if not _MAYBE_REPORT.search(ctype):
             result.skipped += 1
             return "not a report"
+        if ctype.lower().lstrip().startswith("multipart/"):
+            # a mail with parts: read its structure (metadata, not content) and fetch the body
+            # only when a part can be a report, so a letter with a PDF stays unread
+            r = await imap.uid("fetch", str(uid), "(UID BODYSTRUCTURE)")
+            structure = b" ".join(x for x in r.lines if isinstance(x, (bytes, bytearray)))
+            if not _structure_may_hold_report(structure):
+                result.skipped += 1
+                return "not a report"
         if size and int(size.group(1)) > MAX_RAW_BYTES:
             msg = f"uid {uid}: {size.group(1)} bytes is over the {MAX_RAW_BYTES // 1024 // 1024} MiB limit"
             result.errors.append(msg)
