@@ -600,7 +600,7 @@ HELP = """[b]flowtui keys[/b]
 [b]DMARC[/b]       1 2 3  top / new / failing   [ ]  domain   w  window
 
 [b]anywhere[/b]    t  theme   ?  this help   ctrl+p  commands
-            esc  back      q  quit (stops the engine, closes the store)
+            esc  back      q  quit (stops the engine, saves all)
 """
 
 
