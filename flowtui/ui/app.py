@@ -87,6 +87,13 @@ class RoutesFlushed(Message):
         self.routes = routes
 
 
+TALL_ROWS = 32  # a screen this tall shows the newest alerts below the routes
+
+
+def hhmmss_utc(epoch: float) -> str:
+    return time.strftime("%H:%M:%SZ", time.gmtime(epoch))
+
+
 class DashboardScreen(Screen):
     BINDINGS = [
         Binding("enter", "inspect", "Inspect"),
@@ -104,6 +111,7 @@ class DashboardScreen(Screen):
         yield Static(id="summary")
         table: DataTable = RouteTable(id="routes", cursor_type="row", zebra_stripes=False)
         yield table
+        yield Static(id="dash-alerts")  # the newest alert-log lines, on a tall (wall) screen only
         filt = Input(placeholder="filter routes (Enter keeps, Esc clears)", id="filter")
         filt.cursor_blink = False
         yield filt
@@ -122,7 +130,31 @@ class DashboardScreen(Screen):
         self.app.flush(full=True)  # type: ignore[attr-defined]
 
     def on_resize(self) -> None:
+        self.set_class(self.size.height >= TALL_ROWS, "tall")
         self.app.flush(full=True)  # type: ignore[attr-defined]
+        self.refresh_recent_alerts()
+
+    def refresh_recent_alerts(self) -> None:
+        """On a tall screen, the newest alert-log lines below the routes (a NOC wall sees them)."""
+        if not self.has_class("tall"):
+            return
+        app = self.app
+        panel = self.query_one("#dash-alerts", Static)
+        rows = max(1, panel.size.height - 1 if panel.size.height else (self.size.height // 3))
+        entries = sorted(app.alerts.values(), key=lambda a: a.at, reverse=True)[:rows]  # type: ignore[attr-defined]
+        c = app.colours()  # type: ignore[attr-defined]
+        width = max(20, self.size.width - 4)
+        lines = ["[b]recent alerts[/b]  (a: the whole log)"]
+        for a in entries:
+            colour = c.get(a.severity, "")
+            sev = f"[{colour}]{a.severity:<4}[/]" if colour else f"{a.severity:<4}"
+            mark = " ✓" if a.key in app.acked else ""  # type: ignore[attr-defined]
+            text = f"{a.route}  {a.kind}  {a.message}"
+            text = text if len(text) <= width - 20 else text[: width - 21] + "…"
+            lines.append(f"{hhmmss_utc(a.at)} {sev} {safe_text(text)}{mark}")
+        if not entries:
+            lines.append("[dim]none yet[/dim]")
+        panel.update("\n".join(lines))
 
     # ---- actions (most live on the app so the command palette can reach them)
     def action_inspect(self) -> None:
@@ -370,6 +402,8 @@ class FlowApp(App):
 
         if isinstance(self.screen, AlertLogScreen):
             self.screen.refresh_alerts()
+        elif isinstance(self.screen, DashboardScreen):
+            self.screen.refresh_recent_alerts()
 
     # ------------------------------------------------------------- the table
     def colours(self) -> dict[str, str]:

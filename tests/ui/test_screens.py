@@ -118,3 +118,22 @@ async def test_detail_window_longer_than_retention_reads_the_rollups(tmp_path):
             await _ready(pilot, lambda: screen.rollup is None)
     finally:
         store.close()
+
+
+async def test_a_tall_screen_shows_the_newest_alerts_below_the_routes(tmp_path):
+    config, store = scripted(tmp_path)
+    app = FlowApp(config, store, clock=lambda: NOW)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _ready(pilot, lambda: app.history_loaded)
+            await pilot.pause(0.2)
+            panel = app.screen.query_one("#dash-alerts")
+            assert panel.display and app.screen.has_class("tall")
+            text = str(panel.render())
+            newest = max(app.alerts.values(), key=lambda a: a.at)
+            assert "recent alerts" in text and newest.message[:20] in text
+            await pilot.resize_terminal(80, 24)  # an SSH session: the routes get the whole screen
+            await pilot.pause(0.2)
+            assert not app.screen.has_class("tall") and not panel.display
+    finally:
+        store.close()
