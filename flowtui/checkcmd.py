@@ -92,10 +92,40 @@ def render_logins(reports: list) -> str:
     return "\n".join(lines)
 
 
+def _theme_warnings(config: Config) -> list[str]:
+    """[ui] theme naming no theme file (read as TOML here: no UI import for a check)."""
+    want = config.ui.theme
+    if not want:
+        return []
+    import os
+    import tomllib
+    from pathlib import Path
+
+    import flowtui
+
+    folders = [Path(flowtui.__file__).parent / "ui" / "themes",
+               Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "flowtui" / "themes"]
+    if config.ui.theme_dir:
+        folders.append(Path(config.ui.theme_dir))
+    names: set[str] = set()
+    for folder in folders:
+        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else ():
+            try:
+                name = tomllib.loads(path.read_text(encoding="utf-8")).get("name")
+            except (OSError, ValueError):
+                continue
+            if isinstance(name, str):
+                names.add(name)
+    if want in names or f"flowtui-{want}" in names:
+        return []
+    return [f"{config.path}: ui.theme: no theme named {want!r} (themes: {', '.join(sorted(names))}); "
+            f"the monitor would use the default"]
+
+
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(render(config))
-    for warning in config_warnings(config):
+    for warning in config_warnings(config) + _theme_warnings(config):
         print(f"flowtui: warning: {warning}", file=sys.stderr)
     if getattr(args, "login", False):
         import asyncio

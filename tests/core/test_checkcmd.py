@@ -116,3 +116,19 @@ def test_config_option_is_required(capsys: pytest.CaptureFixture[str]) -> None:
         main(["check"])
     assert info.value.code == 2
     assert "-c/--config" in capsys.readouterr().err
+
+
+def test_check_warns_about_a_theme_that_does_not_exist(tmp_path, capsys):
+    from flowtui.cli import main
+
+    cfg = tmp_path / "c.toml"
+    base = ('[[routes]]\nname = "r"\nfrom = "a@example.com"\nto = "b@example.net"\n'
+            '[routes.smtp]\nhost = "127.0.0.1"\n[routes.imap]\nhost = "127.0.0.1"\n')
+    cfg.write_text(base + '[ui]\ntheme = "nosuch"\n')
+    assert main(["check", "-c", str(cfg)]) == 0
+    err = capsys.readouterr().err
+    assert "ui.theme: no theme named 'nosuch'" in err and "flowtui-light" in err
+    for ok in ("light", "flowtui-contrast"):
+        cfg.write_text(base + f'[ui]\ntheme = "{ok}"\n')
+        assert main(["check", "-c", str(cfg)]) == 0
+        assert "ui.theme" not in capsys.readouterr().err
