@@ -369,6 +369,9 @@ class FlowApp(App):
                     state.fold(r)
                     self.dirty.add(r.route)
                     changed_alerts |= self._note_alert(r)
+                    probe_changed = getattr(self.screen, "probe_changed", None)  # the inspector
+                    if probe_changed is not None:
+                        probe_changed(r)
                 elif isinstance(event, (AlertRaised, AlertResolved)):  # alert rules (issue: alerts)
                     entry = rule_alert_entry(event.alert, resolved=isinstance(event, AlertResolved))
                     self.alerts[entry.key] = entry

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 import time
 from datetime import datetime, timezone
 
@@ -151,6 +152,19 @@ class InspectorScreen(ThemedScreen):
         self.current = pick
         self.loaded = True
         self.rerender()
+
+    def probe_changed(self, result: ProbeResult) -> None:
+        """A probe of this route reached a new state: show it if it is the one on screen
+        (a pending probe turning lost, then late, changes in place)."""
+        if not self.loaded or result.route != self.route:
+            return
+        for i, r in enumerate(self.results):
+            if r.probe_id == result.probe_id:
+                self.results[i] = result if result.hops or not r.hops else replace(result, hops=r.hops)
+                if self.current is not None and self.current.probe_id == result.probe_id:
+                    self.current = self.results[i]
+                    self.rerender()
+                return
 
     def previous_of(self, r: ProbeResult) -> ProbeResult | None:
         older = [x for x in self.results if x.hops and (x.sent_at, x.seq) < (r.sent_at, r.seq)]

@@ -137,3 +137,37 @@ async def test_a_tall_screen_shows_the_newest_alerts_below_the_routes(tmp_path):
             assert not app.screen.has_class("tall") and not panel.display
     finally:
         store.close()
+
+
+async def test_the_inspector_follows_the_probe_it_shows(tmp_path):
+    """A probe on screen that turns from pending to lost to late changes in place."""
+    import dataclasses
+
+    from flowtui.core.events import EventBus, ProbeCompleted
+    from flowtui.core.model import ProbeState
+    from flowtui.ui.screens import InspectorScreen
+
+    config, store = scripted(tmp_path)
+    newest = store.last_probes("hq-to-mailbox", 1, with_hops=True)[0]
+    pending = dataclasses.replace(newest, probe_id="p-new", seq=newest.seq + 1, sent_at=NOW - 5,
+                                  state=ProbeState.PENDING, total_s=None, transit_s=None, detected_at=None, hops=())
+    store.write_result(pending)
+    store.flush_sync()
+    bus = EventBus()
+    app = FlowApp(config, store, bus=bus, clock=lambda: NOW)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await _ready(pilot, lambda: app.history_loaded)
+            app.action_inspect("hq-to-mailbox", "p-new")
+            await _ready(pilot, lambda: isinstance(app.screen, InspectorScreen) and app.screen.loaded)
+            title = lambda: str(app.screen.query_one("#probe-title").render())  # noqa: E731
+            assert "pending" in title()
+            bus.publish(ProbeCompleted(dataclasses.replace(pending, state=ProbeState.LOST)))
+            await _ready(pilot, lambda: "lost" in title())
+            late = dataclasses.replace(pending, state=ProbeState.LATE, total_s=42.0, detected_at=NOW + 37,
+                                       hops=newest.hops)
+            bus.publish(ProbeCompleted(late))
+            await _ready(pilot, lambda: "late" in title())
+            assert app.screen.query_one("#hops").row_count == len(newest.hops)
+    finally:
+        store.close()
