@@ -64,6 +64,20 @@ def _pct(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:.0%}"
 
 
+def fit_series(series: list[dict], width: int) -> list[dict]:
+    """Daily cells pooled into at most ``width`` cells (the newest cell ends today)."""
+    if len(series) <= width:
+        return series
+    per = -(-len(series) // width)  # days per cell, rounded up
+    out = []
+    for end in range(len(series), 0, -per):
+        chunk = series[max(0, end - per):end]
+        m = sum(c["messages"] for c in chunk)
+        p = sum(c["pass"] for c in chunk)
+        out.append({"day": chunk[-1]["day"], "messages": m, "pass": p, "pass_rate": (p / m) if m else None})
+    return out[::-1]
+
+
 class DmarcScreen(ThemedScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
@@ -124,7 +138,7 @@ class DmarcScreen(ThemedScreen):
         app = self.app
         since = WINDOWS[self.window][1]
         now = app.clock()  # type: ignore[attr-defined]
-        days = min(30, since // 86400)
+        days = since // 86400  # one cell a day over the whole window; fitted to the width when drawn
         summary = app.store.read(  # type: ignore[attr-defined]
             lambda conn: dmarc_summary(conn, since_s=since, now=now, top=50, days=days))
         self.post_message(DmarcLoaded(summary))
@@ -201,7 +215,7 @@ class DmarcScreen(ThemedScreen):
             rate = dom["pass_rate"]
             colour = c.get("ok" if rate is not None and rate >= 0.98 else "warn" if rate is not None and rate >= 0.9 else "crit", "")
             mark = "▶" if i == self.domain_index else " "
-            spark = pass_spark(dom["series"][-width:])
+            spark = pass_spark(fit_series(dom["series"], width))
             name = untrusted(dom["domain"][:16])  # cut before escaping: never half an escape
             name += " " * max(0, 16 - len(dom["domain"][:16]))
             lines.append(f"{mark}{name} [{colour}]{_pct(rate):>4}[/] {dom['messages']:>7} {spark}")

@@ -88,3 +88,14 @@ async def test_reporter_text_is_escaped_on_screen(tmp_path):
             await pilot.press("right_square_bracket")
         assert "[blink]evil[/blink].example" in _title(app)  # shown as written, not taken as markup
         await pilot.press("q")
+
+
+def test_fit_series_pools_days_into_the_width():
+    from flowtui.ui.dmarcscreen import fit_series
+
+    series = [{"day": f"d{i}", "messages": 10, "pass": 10 if i < 80 else 0, "pass_rate": None} for i in range(90)]
+    series[0]["messages"] = series[0]["pass"] = 0
+    fitted = fit_series(series, 30)
+    assert len(fitted) == 30 and sum(c["messages"] for c in fitted) == sum(c["messages"] for c in series)
+    assert fitted[-1]["day"] == "d89" and fitted[-1]["pass_rate"] == 0.0 and fitted[0]["pass_rate"] == 1.0
+    assert fit_series(series[:10], 30) == series[:10]
