@@ -452,12 +452,16 @@ class DetailScreen(ThemedScreen):
             f"{seconds(st.p95)} p99 {seconds(st.p99)}   submit p50 {seconds(percentile(subs, 50))}  "
             f"transit p50 {seconds(percentile(trans, 50))}"
         )
+        self._fill_recent()
+
+
+    def _fill_recent(self) -> None:
+        """The newest 50 probes, newest first, with their hop counts."""
         t = self.query_one("#recent", DataTable)
         t.clear()
         for r in reversed(self.results[-50:]):
             t.add_row(str(r.seq), hhmmss(r.sent_at), r.state.value, seconds(r.submit_s), seconds(r.transit_s),
                       seconds(r.total_s), str(self.hops[r.probe_id]) if self.hops.get(r.probe_id) else "-", key=r.probe_id)
-
 
     def _rerender_rollup(self, now: float, span: float, width: int, height: int, key: str, c: dict[str, str]) -> None:
         agg, split, trend = self.rollup  # type: ignore[misc]
@@ -473,11 +477,7 @@ class DetailScreen(ThemedScreen):
             f"{seconds(agg.pct('total', 50))} p95 {seconds(agg.pct('total', 95))} p99 {seconds(agg.pct('total', 99))}"
             f"{approx}   submit p50 {seconds(agg.pct('submit', 50))}  transit p50 {seconds(agg.pct('transit', 50))}"
         )
-        t = self.query_one("#recent", DataTable)
-        t.clear()
-        for r in reversed(self.results[-50:]):
-            t.add_row(str(r.seq), hhmmss(r.sent_at), r.state.value, seconds(r.submit_s), seconds(r.transit_s),
-                      seconds(r.total_s), str(self.hops[r.probe_id]) if self.hops.get(r.probe_id) else "-", key=r.probe_id)
+        self._fill_recent()
 
 
 # --------------------------------------------------------------------------- alert log

@@ -13,6 +13,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+
+from exact import exact_pct
 import tomli_w
 
 from flowtui.cli import main
@@ -27,14 +29,6 @@ EVIL_HOST = '<img src=x onerror="alert(2)">'
 ROUTES = ("plain", EVIL)
 
 
-def exact_pct(values, p):
-    data = sorted(values)
-    if not data:
-        return None
-    rank = (len(data) - 1) * p / 100
-    lo = int(math.floor(rank))
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (rank - lo)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from exact import exact_pct
+
 from flowtui.core.model import Hop, ProbeResult, ProbeState
 from flowtui.core.rollup import ALPHA, DAY, HOUR, MIN_S, Hist, Maintainer, get_state, window_agg
 from flowtui.core.storage import Store
@@ -22,15 +24,6 @@ ROUTES = ("alpha", "beta <b>&amp;")
 HOSTS = ("relay1.lab.test", "mx.lab.test")
 
 
-def exact_pct(values, p):
-    """numpy's "linear" percentile, written out here so the test does not use the code it checks."""
-    data = sorted(values)
-    if not data:
-        return None
-    rank = (len(data) - 1) * p / 100
-    lo = int(math.floor(rank))
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (rank - lo)
 
 
 def close(est, exact, alpha=ALPHA):
