@@ -267,7 +267,7 @@ class InspectorScreen(ThemedScreen):
             return "phases: -"
         end = max(t for _, t in r.phases) or 1.0
         width = 30
-        lines = ["[b]phases[/b]"]
+        lines = ["[b]phases[/b]  each phase's own time, and when it ended after the connect began"]
         prev = 0.0
         for name, t in r.phases:
             start = int(prev / end * width)
@@ -275,7 +275,8 @@ class InspectorScreen(ThemedScreen):
             colour = c.get("transit" if name == "detected" else "submit", "")
             blocks = "█" * length
             blocks = f"[{colour}]{blocks}[/]" if colour else blocks
-            lines.append(f"{safe_text(name):<14}{' ' * start}{blocks} {t * 1000:.0f} ms")
+            lines.append(f"{safe_text(name):<14}{' ' * start}{blocks} +{(t - prev) * 1000:.0f} ms "
+                         f"[dim](at {t * 1000:.0f} ms)[/dim]")
             prev = t
         return "\n".join(lines)
 
