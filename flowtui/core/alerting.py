@@ -22,6 +22,7 @@ from flowtui.core.events import (
     AlertResolved,
     DmarcReportsImported,
     EventBus,
+    MailboxStateChanged,
     NotifierFailed,
     ProbeCompleted,
 )
@@ -49,6 +50,7 @@ class AlertEngine:
         self.clock = clock
         self.book = AlertBook(config.alerts, {r.name: r for r in config.routes})
         self.silenced: dict[str, float] = {}  # alert key or rule name -> until (epoch)
+        self.mailboxes: dict[str, tuple[str, str, float]] = {}  # name -> (state, detail, since)
         self._dns_enabled = dns and bool(config.dns.domains) and any(r.kind == "dns" for r in config.alerts)
         self._dmarc_rules = [r for r in config.alerts if r.kind in DMARC_ALERT_KINDS]
         self._dmarc_lock = asyncio.Lock()
@@ -104,6 +106,8 @@ class AlertEngine:
         async for event in self._sub:
             if isinstance(event, ProbeCompleted):
                 self.apply(self.book.observe(event.result, self.clock()))
+            elif isinstance(event, MailboxStateChanged):
+                self.observe_mailbox(event.mailbox, event.state, event.detail)
             elif isinstance(event, DmarcReportsImported) and self._dmarc_rules and event.imported:
                 task = asyncio.create_task(self.check_dmarc(), name="dmarc rules after import")
                 self._sends.add(task)
@@ -114,9 +118,22 @@ class AlertEngine:
         while True:
             await asyncio.sleep(self.tick_s)
             self.apply(self.book.tick(self.clock()))
+            for name, (state, detail, since) in list(self.mailboxes.items()):  # a connection still not up
+                self.apply(self.book.observe_mailbox(name, state, detail, since, self.clock()))
             if self.clock() - last_sync >= ACK_SYNC_S:
                 last_sync = self.clock()
                 await self.sync_acks()
+
+    def observe_mailbox(self, mailbox: str, state: str, detail: str = "") -> list[Transition]:
+        """A mailbox connection changed state (from the engine's watchers)."""
+        old = self.mailboxes.get(mailbox)
+        up = state in ("idle", "polling")
+        # since when it has been up, or not up (connecting, reconnecting and down are one spell)
+        since = old[2] if old is not None and (old[0] in ("idle", "polling")) == up else self.clock()
+        self.mailboxes[mailbox] = (state, detail, since)
+        transitions = self.book.observe_mailbox(mailbox, state, detail, since, self.clock())
+        self.apply(transitions)
+        return transitions
 
     async def sync_acks(self) -> int:
         """Take acknowledgements made elsewhere (``flowtui alerts --ack`` on the same

@@ -38,6 +38,10 @@ _ARRIVED = frozenset({ProbeState.DELIVERED, ProbeState.LATE, ProbeState.JUNK, Pr
 _RANK = {"info": 0, "warn": 1, "crit": 2}
 
 
+MAILBOX_GRACE_S = 60.0  # a mailbox not connected this long is an alert (a brief drop is not)
+MAILBOX_RULE = AlertRule(name="mailbox", kind="mailbox", severity="crit")  # built in, always on
+
+
 def default_rules() -> tuple[AlertRule, ...]:
     """What a config without any alert rule gets: lost, send_failed and latency."""
     return (
@@ -129,6 +133,21 @@ class AlertBook:
         for route in self.routes:
             out += self._evaluate(route, now, None)
         return out
+
+    def observe_mailbox(self, mailbox: str, state: str, detail: str, since: float, now: float) -> list[Transition]:
+        """A watched mailbox's connection (built in, no rule needed): a refused login fires
+        at once; a connection that has not come up for MAILBOX_GRACE_S fires; being
+        connected (idle or polling) resolves. Probes of its routes go lost meanwhile."""
+        if state in ("idle", "polling"):
+            cond = None
+        elif state == "down":
+            cond = ("crit", f"mailbox {mailbox}: {detail or 'login refused'}")
+        elif state in ("reconnecting", "connecting") and now - since >= MAILBOX_GRACE_S:
+            cond = ("crit", f"mailbox {mailbox}: not connected for {now - since:.0f}s"
+                            + (f": {detail}" if detail else ""))
+        else:
+            return []
+        return self._step(f"mailbox|{mailbox}", MAILBOX_RULE, None, cond, now, counted=True, clear=1)
 
     def restore_dns(self, values: dict[tuple[str, str], str]) -> None:
         """The last record values seen before a restart: a change while flowtui was

@@ -158,3 +158,44 @@ def test_dns_values_from_before_a_restart_make_a_change_meanwhile_a_change(tmp_p
     assert changed.kind == "fired" and "mx2.example.com" in changed.alert.message and "evil" in changed.alert.message
     fresh = AlertBook(rules, {})  # without the restore, the first sight is only a baseline
     assert fresh.observe_dns(DnsObservation("example.com", "MX", value="10 evil.example.net."), 400.0) == []
+
+
+async def test_a_mailbox_that_is_down_or_stays_unreachable_is_an_alert(tmp_path) -> None:
+    from flowtui.core.alerting import AlertEngine
+    from flowtui.core.alerts import MAILBOX_GRACE_S, default_rules
+    from flowtui.core.events import EventBus
+    from flowtui.core.model import Config, MonitorSettings
+    from flowtui.core.storage import Store
+
+    now = [1000.0]
+    store = Store(tmp_path / "m.db")
+    config = Config(path=str(tmp_path / "c.toml"), monitor=MonitorSettings(database=str(tmp_path / "m.db")),
+                    routes=(_route({}),), alerts=default_rules())
+    engine = AlertEngine(config, store, EventBus(), [], clock=lambda: now[0])
+    try:
+        kinds = lambda ts: [(t.kind, t.alert.rule) for t in ts]  # noqa: E731
+        assert engine.observe_mailbox("u@h:993", "connecting") == []
+        assert engine.observe_mailbox("u@h:993", "idle") == []  # came up: nothing to say
+        # a refused login: at once, with the server's words
+        [fired] = engine.observe_mailbox("u@h:993", "down", "login refused: [AUTHENTICATIONFAILED] no")
+        assert fired.kind == "fired" and fired.alert.severity == "crit" and "AUTHENTICATIONFAILED" in fired.alert.message
+        now[0] += 5
+        assert engine.observe_mailbox("u@h:993", "connecting") == []  # still the same spell: still firing
+        now[0] += 5
+        assert kinds(engine.observe_mailbox("u@h:993", "idle")) == [("resolved", "mailbox")]
+        # a connection that drops and keeps failing: only after the grace time, however it flaps
+        now[0] += 1
+        assert engine.observe_mailbox("u@h:993", "reconnecting", "Connection refused") == []
+        for _ in range(int(MAILBOX_GRACE_S // 10) - 1):
+            now[0] += 10
+            assert engine.observe_mailbox("u@h:993", "connecting") == []
+            assert engine.observe_mailbox("u@h:993", "reconnecting", "Connection refused") == []
+        now[0] += 15
+        [late] = engine.observe_mailbox("u@h:993", "reconnecting", "Connection refused")
+        assert late.kind == "fired" and "not connected for" in late.alert.message
+        assert kinds(engine.observe_mailbox("u@h:993", "polling")) == [("resolved", "mailbox")]
+        await store.flush()
+        assert {a.rule for a in store.alerts()} == {"mailbox"}
+    finally:
+        await engine.stop()
+        store.close()
