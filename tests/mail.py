@@ -129,8 +129,10 @@ async def idle_sees_new_mail(state: LabState, send_one, timeout: float = 10) -> 
 
 
 @contextlib.asynccontextmanager
-async def running_engine(config, ready_timeout: float = 15):
-    """An Engine (no scheduler) on ``config`` with its store and an event subscription."""
+async def running_engine(config, ready_timeout: float = 15, alerting: bool = False):
+    """An Engine (no scheduler) on ``config`` with its store (``engine.store``) and an event
+    subscription; with ``alerting``, the AlertEngine beside it (started first, ticking 5 Hz)."""
+    from flowtui.core.alerting import AlertEngine
     from flowtui.core.engine import Engine
     from flowtui.core.events import EventBus
     from flowtui.core.storage import Store
@@ -138,11 +140,16 @@ async def running_engine(config, ready_timeout: float = 15):
     store = Store(config.monitor.database)
     bus = EventBus()
     events = bus.subscribe()
+    alerts = AlertEngine(config, store, bus, tick_s=0.2) if alerting else None
     engine = Engine(config, store, bus)
     try:
+        if alerts is not None:
+            await alerts.start()
         await engine.start(schedule=False)
         await engine.wait_ready(ready_timeout)
         yield engine, events
     finally:
         await engine.stop()
+        if alerts is not None:
+            await alerts.stop()
         store.close()

@@ -9,34 +9,21 @@ import sys
 import pytest
 
 from conftest import need_real_mail
-from flowtui.core.alerting import AlertEngine
 from flowtui.core.config import load_config
-from flowtui.core.engine import Engine
-from flowtui.core.events import AlertRaised, AlertResolved, EventBus, ProbeCompleted
+from flowtui.core.events import AlertRaised, AlertResolved
 from flowtui.core.model import ProbeState
 from flowtui.core.storage import Store
 from integration.labproc import flowtui
 from integration.test_engine_postfix import lab, write_config  # noqa: F401 - the module-scoped lab fixture
+from mail import running_engine
 
 pytestmark = pytest.mark.realmail
 
 
 async def _run(cfg, body):
     config = load_config(cfg)
-    store = Store(config.monitor.database)
-    bus = EventBus()
-    events = bus.subscribe()
-    alerts = AlertEngine(config, store, bus, tick_s=0.2)
-    engine = Engine(config, store, bus)
-    try:
-        await alerts.start()
-        await engine.start(schedule=False)
-        await engine.wait_ready(15)
+    async with running_engine(config, alerting=True) as (engine, events):
         return await body(engine, config, events)
-    finally:
-        await engine.stop()
-        await alerts.stop()
-        store.close()
 
 
 def _alert_events(events) -> list[tuple[str, str, str]]:

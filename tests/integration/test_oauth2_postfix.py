@@ -22,7 +22,6 @@ import tomli_w
 
 from conftest import need_real_mail
 from flowtui.core import oauth2
-from flowtui.core.alerting import AlertEngine
 from flowtui.core.config import load_config
 from flowtui.core.engine import Engine
 from flowtui.core.events import EventBus, MailboxStateChanged
@@ -33,7 +32,7 @@ from flowtui.core.storage import Store
 from flowtui.lab import postfix
 from flowtui.lab.common import PROBE_USER, SENDER_USER, LabState
 from integration.labproc import flowtui
-from mail import make_message
+from mail import make_message, running_engine
 from oauthserver import OAuthServer
 
 pytestmark = pytest.mark.realmail
@@ -233,23 +232,11 @@ async def test_expired_refresh_token_is_a_one_line_error_and_an_alert(lab, oauth
     monkeypatch.setenv("FLOWTUI_T_RT_SENDER", "rt-revoked")
     monkeypatch.setenv("FLOWTUI_T_RT_PROBE", "rt-revoked")
     config = load_config(write_config(lab, oauth, tmp_path / "c.toml", timeout="5s"))
-    store = Store(config.monitor.database)
-    bus = EventBus()
-    events = bus.subscribe()
-    alerts = AlertEngine(config, store, bus, tick_s=0.2)
-    engine = Engine(config, store, bus)
-    try:
-        await alerts.start()
-        await engine.start(schedule=False)
-        await engine.wait_ready(15)
+    async with running_engine(config, alerting=True) as (engine, events):
         result = await engine.probe_once(config.routes[0])
         await asyncio.sleep(0.6)
         states = [e for e in events.drain() if isinstance(e, MailboxStateChanged)]
-        fired = await asyncio.to_thread(store.alerts, state="fired")
-    finally:
-        await engine.stop()
-        await alerts.stop()
-        store.close()
+        fired = await asyncio.to_thread(engine.store.alerts, state="fired")
     assert result.state is ProbeState.SEND_FAILED and result.error_phase == "auth"
     assert "\n" not in result.error
     assert "refused the refresh token (invalid_grant: AADSTS70008" in result.error
