@@ -14,7 +14,7 @@ from typing import Any
 
 from flowtui.core.dmarc.summary import dmarc_summary, pass_spark
 from flowtui.core.headers import plain_text
-from flowtui.report import _csv, e, fit, register_section
+from flowtui.report import _csv, e, fit, register_section, svg_close, svg_open
 
 LISTS = (("top sources", "top_sources"), ("new sources", "new_sources"), ("failing alignment", "failing_sources"))
 TABLE_ROWS = 5  # sources per list in the text table
@@ -75,11 +75,7 @@ def svg_pass_share(series: list[dict[str, Any]], width: int = 760, height: int =
     n = max(len(series), 1)
     plot_w, plot_h = width - pad_l - 6, height - pad_b - pad_t
     bw = plot_w / n
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img">',
-             f'<text x="4" y="{pad_t + 10}" font-size="11" fill="#596273">100%</text>',
-             f'<text x="4" y="{pad_t + plot_h}" font-size="11" fill="#596273">0</text>',
-             f'<line x1="{pad_l}" y1="{pad_t + plot_h}" x2="{width - 6}" y2="{pad_t + plot_h}" stroke="#8a94a6"/>']
+    parts = svg_open(width, height, pad_l, pad_t, plot_h, "100%")
     for i, cell in enumerate(series):
         rate = cell["pass_rate"]
         if rate is None:
@@ -89,12 +85,8 @@ def svg_pass_share(series: list[dict[str, Any]], width: int = 760, height: int =
         colour = "#2e8b57" if rate >= 0.9 else "#d09020" if rate >= 0.5 else "#d0342c"
         parts.append(f'<rect x="{x:.1f}" y="{pad_t + plot_h - h:.1f}" width="{max(bw - 1, 1):.1f}" '
                      f'height="{h:.1f}" fill="{colour}"/>')
-    if series:
-        parts.append(f'<text x="{pad_l}" y="{height - 1}" font-size="10" fill="#596273">{e(series[0]["day"])}</text>')
-        parts.append(f'<text x="{width - 6}" y="{height - 1}" font-size="10" fill="#596273" text-anchor="end">'
-                     f'{e(series[-1]["day"])}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    return svg_close(parts, width, height, pad_l, series[0]["day"] if series else None,
+                     series[-1]["day"] if series else None)
 
 
 def _html(section: dict[str, Any]) -> str:

@@ -371,11 +371,7 @@ def svg_trend(points: list[dict[str, Any]], width: int = 760, height: int = 160)
     top = max([p["p90_total"] or 0 for p in points] + [0.001])
     plot_w, plot_h = width - pad_l - 6, height - pad_b - pad_t
     bw = plot_w / n
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img">']
-    parts.append(f'<text x="4" y="{pad_t + 10}" font-size="11" fill="#596273">{e(secs(top))}</text>')
-    parts.append(f'<text x="4" y="{pad_t + plot_h}" font-size="11" fill="#596273">0</text>')
-    parts.append(f'<line x1="{pad_l}" y1="{pad_t + plot_h}" x2="{width - 6}" y2="{pad_t + plot_h}" stroke="#8a94a6"/>')
+    parts = svg_open(width, height, pad_l, pad_t, plot_h, secs(top))
     line = []
     for i, p in enumerate(points):
         x = pad_l + i * bw
@@ -390,10 +386,25 @@ def svg_trend(points: list[dict[str, Any]], width: int = 760, height: int = 160)
                          f'fill="#d0342c"/>')
     if len(line) > 1:
         parts.append(f'<polyline points="{" ".join(line)}" fill="none" stroke="#f0a030" stroke-width="1.5"/>')
-    if points:
-        parts.append(f'<text x="{pad_l}" y="{height - 1}" font-size="10" fill="#596273">{e(points[0]["start"])}</text>')
+    return svg_close(parts, width, height, pad_l, points[0]["start"] if points else None,
+                     points[-1]["start"] if points else None)
+
+
+def svg_open(width: int, height: int, pad_l: int, pad_t: int, plot_h: float, top_label: str) -> list[str]:
+    """A chart's frame: the svg element, the y axis's top and 0 labels, the baseline."""
+    return [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img">',
+            f'<text x="4" y="{pad_t + 10}" font-size="11" fill="#596273">{e(top_label)}</text>',
+            f'<text x="4" y="{pad_t + plot_h}" font-size="11" fill="#596273">0</text>',
+            f'<line x1="{pad_l}" y1="{pad_t + plot_h}" x2="{width - 6}" y2="{pad_t + plot_h}" stroke="#8a94a6"/>']
+
+
+def svg_close(parts: list[str], width: int, height: int, pad_l: int, first: str | None, last: str | None) -> str:
+    """The time axis's two ends under the chart, and the closed svg."""
+    if first is not None and last is not None:
+        parts.append(f'<text x="{pad_l}" y="{height - 1}" font-size="10" fill="#596273">{e(first)}</text>')
         parts.append(f'<text x="{width - 6}" y="{height - 1}" font-size="10" fill="#596273" text-anchor="end">'
-                     f'{e(points[-1]["start"])}</text>')
+                     f'{e(last)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
