@@ -88,7 +88,7 @@ async def folder_snapshot(state: LabState, folder: str) -> dict[int, tuple[str, 
     """UID -> (flags without \\Recent, whole message), read with EXAMINE and BODY.PEEK."""
     imap = await imap_login(state)
     try:
-        from flowtui.core.dmarc.collect import examine
+        from flowtui.core.probes.imap import examine
 
         r = await examine(imap, folder)
         assert r.result == "OK", r

@@ -20,15 +20,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import aioimaplib
-
 from flowtui.core.dmarc.importer import Outcome, import_bytes
 from flowtui.core.dmarc.parse import MAX_RAW_BYTES
 from flowtui.core.dmarc.rdns import Lookup, resolve_missing
 from flowtui.core.dmarc.store import remember_uids, seen_uids
 from flowtui.core.events import DmarcReportsImported, EventBus
 from flowtui.core.model import DmarcSettings
-from flowtui.core.probes.imap import LoginFailed, _literals, open_connection, quote
+from flowtui.core.probes.imap import LoginFailed, _literals, examine, open_connection, quote
 
 log = logging.getLogger("flowtui.dmarc")
 
@@ -57,15 +55,6 @@ class CollectResult:
     skipped: int = 0  # not reports: left alone
     errors: list[str] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
-
-
-async def examine(imap, mailbox: str):
-    """EXAMINE (the folder read-only: no flag can change). aioimaplib forgets to enter
-    the selected state after it, so UID commands would be refused: set it here."""
-    r = await imap.examine(mailbox)
-    if r.result == "OK":
-        imap.protocol.state = aioimaplib.aioimaplib.SELECTED
-    return r
 
 
 class DmarcCollector:

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 
 from flowtui.core.headers import parse_bounce
 from flowtui.core.model import Bounce, ImapSettings
-from flowtui.core.probes.imap import LoginFailed, _literals, open_connection, quote
+from flowtui.core.probes.imap import LoginFailed, _literals, examine, open_connection, quote
 
 log = logging.getLogger("flowtui.bounces")
 
@@ -37,17 +37,6 @@ MAX_BOUNCE_BYTES = 2 * 1024 * 1024  # a report bigger than this is not fetched
 # (probe_id, message_id, sent_at) of the probes a bounce could be about
 Wanted = Callable[[], list[tuple[str, str, float]]]
 OnBounce = Callable[[str, Bounce, float], Awaitable[None] | None]
-
-
-async def examine(imap, mailbox: str):
-    """EXAMINE: the folder read-only. aioimaplib does not enter the selected state
-    after it, so UID commands would be refused: set it here."""
-    import aioimaplib
-
-    r = await imap.examine(quote(mailbox))
-    if r.result == "OK":
-        imap.protocol.state = aioimaplib.aioimaplib.SELECTED
-    return r
 
 
 def _since(epoch: float) -> str:
@@ -103,7 +92,7 @@ class BounceWatcher:
         imap = self._imap
         found = 0
         for folder in self.settings.folders:
-            r = await examine(imap, folder)
+            r = await examine(imap, quote(folder))
             if r.result != "OK":
                 raise LoginFailed(f"cannot examine folder {folder!r}: "
                                   + " ".join(b.decode(errors="replace") for b in r.lines if isinstance(b, bytes)))

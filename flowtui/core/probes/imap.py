@@ -142,6 +142,16 @@ async def _drop(imap: aioimaplib.IMAP4) -> None:
         pass
 
 
+async def examine(imap: aioimaplib.IMAP4, mailbox: str):
+    """EXAMINE ``mailbox`` (already quoted): the folder read-only, so no flag can change.
+    aioimaplib does not enter the selected state after it, so UID commands would be
+    refused: set it here."""
+    r = await imap.examine(mailbox)
+    if r.result == "OK":
+        imap.protocol.state = aioimaplib.aioimaplib.SELECTED
+    return r
+
+
 async def starttls(imap: aioimaplib.IMAP4, settings: ImapSettings) -> None:
     """IMAP STARTTLS (RFC 3501 6.2.1), which aioimaplib lacks: upgrade its transport in place."""
     proto = imap.protocol
