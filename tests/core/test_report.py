@@ -9,7 +9,6 @@ import random
 import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
