@@ -323,7 +323,7 @@ def rollup_chart(trend: dict, since: float, until: float, width: int, height: in
 
 
 def draw_columns(cols: list[tuple[float, float, bool]], width: int, height: int, c: dict[str, str],
-                 since: float | None = None, until: float | None = None) -> list[str]:
+                 since: float, until: float) -> list[str]:
     ceiling = max([t for _, t, _ in cols] + [0.001])
     lines = []
     for y in range(height, 0, -1):
@@ -340,9 +340,8 @@ def draw_columns(cols: list[tuple[float, float, bool]], width: int, height: int,
         label = f"{seconds(ceiling):>6}" if y == height else " " * 6
         lines.append(f"{label}│{''.join(cells)}")
     lines.append(" " * 6 + "└" + "─" * width)
-    if since is not None and until is not None:  # the time axis: its two ends (UTC)
-        left, right = time_label(since, until - since), time_label(until, until - since)
-        lines.append(" " * 7 + left + " " * max(1, width - len(left) - len(right)) + right)
+    left, right = time_label(since, until - since), time_label(until, until - since)  # the time axis (UTC)
+    lines.append(" " * 7 + left + " " * max(1, width - len(left) - len(right)) + right)
     return lines
 
 
