@@ -8,8 +8,10 @@ pending (or lost within the late window), the watcher looks there every
 Safety: the sender's mailbox is someone's mailbox. The folder is opened with
 EXAMINE (read-only: no flag can change, nothing can be expunged), the server
 itself searches for the id of a probe we are waiting for (``UID SEARCH TEXT``: a
-DSN carries it in the returned headers, which Dovecot indexes as headers),
-and only a message it names is fetched, with ``BODY.PEEK``. That message
+DSN carries it in the returned headers, which Dovecot indexes as headers). Of
+a message it names, three header fields are read first (Return-Path, From,
+Content-Type); only one that they show to be a delivery report (null sender,
+multipart/report, or the mailer daemon) is fetched whole, with ``BODY.PEEK``. It
 decides a probe only when it reads as a bounce (``parse_bounce``) and carries
 the probe's own Message-ID, which holds the probe's HMAC-signed token. Nothing
 is ever flagged, moved or deleted here: a bounce stays where it landed.
@@ -21,6 +23,7 @@ import asyncio
 import email
 import email.policy
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -42,6 +45,20 @@ OnBounce = Callable[[str, Bounce, float], Awaitable[None] | None]
 def _since(epoch: float) -> str:
     """An IMAP SEARCH date (day granularity, a day early for time zones)."""
     return datetime.fromtimestamp(epoch - 86400, timezone.utc).strftime("%d-%b-%Y")
+
+
+REPORT_FIELDS = "RETURN-PATH FROM CONTENT-TYPE"
+_REPORTER = re.compile(r"mailer-daemon|postmaster|mail delivery (sub)?system", re.I)
+
+
+def looks_like_report(fields: email.message.Message) -> bool:
+    """From its header fields alone: a delivery report comes from the null sender
+    (``Return-Path: <>``), is a ``multipart/report``, or is signed by the mailer daemon."""
+    if any(v.strip() == "<>" for v in fields.get_all("Return-Path") or []):
+        return True
+    if "multipart/report" in str(fields.get("Content-Type", "")).lower():
+        return True
+    return bool(_REPORTER.search(str(fields.get("From", ""))))
 
 
 class BounceWatcher:
@@ -124,10 +141,17 @@ class BounceWatcher:
         return found
 
     async def _read(self, imap, uid: int, message_id: str) -> Bounce | None:
-        r = await imap.uid("fetch", str(uid), "(RFC822.SIZE)")
-        size_line = b" ".join(x for x in r.lines if isinstance(x, bytes))
+        # first its size and the three header fields that tell a delivery report from
+        # people's mail (a forward or a reply that quotes the probe): only a report is read
+        r = await imap.uid("fetch", str(uid), f"(RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({REPORT_FIELDS})])")
+        parts = _literals(r)
+        if not parts:
+            return None
+        _, fields, line = parts[0]
+        if not looks_like_report(email.message_from_bytes(fields, policy=email.policy.compat32)):
+            return None
         try:
-            size = int(size_line.upper().split(b"RFC822.SIZE", 1)[1].split()[0].strip(b")"))
+            size = int(line.upper().split(b"RFC822.SIZE", 1)[1].split()[0].strip(b")"))
         except (IndexError, ValueError):
             size = 0
         if size > MAX_BOUNCE_BYTES:
