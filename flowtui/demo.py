@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import sys
@@ -87,8 +88,10 @@ def main(args: argparse.Namespace) -> int:
     lab_dir = Path(args.dir).resolve() if keep else Path(tempfile.mkdtemp(prefix="flowtui-demo-"))
     headless_mode = bool(getattr(args, "headless", False))
 
-    def hangup(signum, frame):  # the terminal went away (ssh dropped, tmux killed): clean up as for Ctrl-C
-        raise KeyboardInterrupt
+    def hangup(signum, frame):
+        # the terminal went away (ssh dropped, tmux killed): stop as for Ctrl-C, through the same
+        # SIGINT handling (raising here could land in a weakref callback and be swallowed)
+        os.kill(os.getpid(), signal.SIGINT)
 
     previous = signal.signal(signal.SIGHUP, hangup)
     try:

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +40,8 @@ def _read_until(proc: subprocess.Popen, pattern: str, timeout: float) -> str:
 def test_headless_demo_delivers_and_cleans_up_on_interrupt_and_hangup(sig):
     proc = subprocess.Popen([sys.executable, "-m", "flowtui", "demo", "--headless"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+    out = rest = ""
+    lab_dir = Path("/nonexistent")
     try:
         out = _read_until(proc, r"demo-healthy #\d+ delivered", 60)
         lab_dir = Path(re.search(r"demo lab up in (\S+)/healthy", out).group(1))
@@ -48,11 +51,19 @@ def test_headless_demo_delivers_and_cleans_up_on_interrupt_and_hangup(sig):
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+    leftover = lab_dir.exists()
+    shutil.rmtree(lab_dir, ignore_errors=True)  # never leave it behind, even when the check below fails
     assert "Traceback" not in out + rest
-    assert not lab_dir.exists(), "the demo's temporary labs and database are removed"
+    assert not leftover, "the demo's temporary labs and database are removed"
 
 
-def test_tui_demo_in_tmux_at_80x24_shows_the_routes_and_quits_cleanly(tmp_path):
+def _demo_dirs() -> set[str]:
+    return {str(p) for p in Path(tempfile.gettempdir()).glob("flowtui-demo-*")}
+
+
+@pytest.mark.parametrize("how", ["q", "hang-up"])
+def test_tui_demo_in_tmux_at_80x24_shows_the_routes_and_quits_cleanly(tmp_path, how):
     if shutil.which("tmux") is None:
         if os.environ.get("CI"):
             pytest.fail("tmux is needed (.ci/run installs it)")
@@ -62,6 +73,7 @@ def test_tui_demo_in_tmux_at_80x24_shows_the_routes_and_quits_cleanly(tmp_path):
     tmux = ["tmux", "-S", socket]
     env = dict(os.environ, TERM="xterm-256color")
     cmd = f"{sys.executable} -m flowtui demo; echo DEMO-EXITED $?; sleep 30"
+    before = _demo_dirs()
     subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "80", "-y", "24", cmd], check=True, env=env)
     try:
         screen = ""
@@ -75,6 +87,18 @@ def test_tui_demo_in_tmux_at_80x24_shows_the_routes_and_quits_cleanly(tmp_path):
             time.sleep(0.5)
         assert all(f"demo-{n}" in screen for n in ("healthy", "slow", "flaky")), screen
         assert len(screen.splitlines()) <= 24 and max(len(x) for x in screen.splitlines()) <= 80
+        if how == "hang-up":  # the terminal goes away: the demo gets SIGHUP and must clean up
+            mine = _demo_dirs() - before
+            assert len(mine) == 1, mine
+            subprocess.run([*tmux, "kill-server"], check=True)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and mine & _demo_dirs():
+                time.sleep(0.5)
+            left = mine & _demo_dirs()
+            for d in left:
+                shutil.rmtree(d, ignore_errors=True)
+            assert not left, "a hang-up left the demo's files behind"
+            return
         subprocess.run([*tmux, "send-keys", "-t", session, "q"], check=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
